@@ -1,0 +1,90 @@
+/*
+ * What every subcommand shares: the fatal-error hook, MPI start-up and
+ * argument parsing helpers.
+ */
+#include <errno.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aesnet/core.h"
+#include "cli/cli.h"
+
+static int mpi_size(void)
+{
+    int init = 0, fin = 0, size = 1;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Comm_size(MPI_COMM_WORLD, &size);
+    else return 0;
+    return size;
+}
+
+static void fatal_hook(aes_err_kind kind, const char *file, int line, const char *func,
+                       const char *msg)
+{
+    int size = mpi_size();
+    if (kind == AES_ERR_USER) {
+        /* User errors are found identically on every rank before work starts:
+         * rank 0 speaks, everyone exits cleanly. */
+        if (aes_rank() <= 0) fprintf(stderr, "aesnet: error: %s\n", msg);
+        fflush(NULL);
+        if (size > 0) MPI_Finalize();
+        exit(1);
+    }
+    if (aes_rank() >= 0)
+        fprintf(stderr, "aesnet: rank %d: internal error at %s:%d (%s): %s\n", aes_rank(), file,
+                line, func, msg);
+    else
+        fprintf(stderr, "aesnet: internal error at %s:%d (%s): %s\n", file, line, func, msg);
+    fflush(NULL);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, 2);
+    _exit(2);
+}
+
+void cli_install_fatal_hook(void) { aes_set_fatal_hook(fatal_hook); }
+
+void cli_mpi_init(int *argc, char ***argv)
+{
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        aes_internal_error("MPI_Init_thread failed");
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    aes_set_rank(rank);
+}
+
+void cli_mpi_finalize(void)
+{
+    if (mpi_size() > 0) MPI_Finalize();
+}
+
+const char *cli_need_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) aes_user_error("option %s needs a value", argv[*i]);
+    *i += 1;
+    return argv[*i];
+}
+
+long cli_parse_long(const char *flag, const char *value, long lo, long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end)
+        aes_user_error("%s: expected an integer, got '%s'", flag, value);
+    if (v < lo || v > hi) aes_user_error("%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
+    return v;
+}
+
+double cli_parse_double(const char *flag, const char *value, double lo, double hi)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end)
+        aes_user_error("%s: expected a number, got '%s'", flag, value);
+    if (!(v >= lo && v <= hi)) aes_user_error("%s: %g is out of range [%g, %g]", flag, v, lo, hi);
+    return v;
+}

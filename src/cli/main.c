@@ -1,0 +1,38 @@
+/*
+ * aesnet: the single executable. Dispatches to one subcommand per file.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "aesnet/core.h"
+#include "cli/cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: aesnet <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  prep      build, generate, inspect and benchmark data sets (aesnet prep --help)\n"
+            "\n"
+            "options:\n"
+            "  --version   code version, build flags and library versions\n"
+            "  --help      this text\n");
+}
+
+int main(int argc, char **argv)
+{
+    cli_install_fatal_hook();
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) return cmd_version();
+    if (!strcmp(cmd, "prep")) return cmd_prep(argc - 1, argv + 1);
+    aes_user_error("unknown command '%s' (try aesnet --help)", cmd);
+}
