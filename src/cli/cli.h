@@ -5,7 +5,28 @@
 #ifndef AESNET_CLI_H
 #define AESNET_CLI_H
 
+#include <stdint.h>
+
 int cmd_prep(int argc, char **argv);
+int cmd_prep_build(int argc, char **argv);
+int cmd_prep_synth(int argc, char **argv);
+int cmd_prep_info(int argc, char **argv);
+int cmd_prep_bench(int argc, char **argv);
+
+struct aes_dataset;
+/* Print a data set's summary (what `prep info` shows) with n examples. */
+void prep_print_summary(struct aes_dataset *ds, int examples);
+/* Show progress of a long loop on stderr, at most about once a second. */
+typedef struct {
+    const char *what;
+    int64_t total;
+    double t0, last;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what, int64_t total);
+void cli_progress_update(cli_progress *p, int64_t done);
+void cli_progress_end(cli_progress *p, int64_t done);
+/* Whether argv[i] is --help or -h. */
+int cli_is_help(const char *arg);
 int cmd_version(void);
 
 /* Install the fatal-error hook; mpi: whether MPI is (or will be) initialised. */

@@ -88,3 +88,36 @@ double cli_parse_double(const char *flag, const char *value, double lo, double h
     if (!(v >= lo && v <= hi)) aes_user_error("%s: %g is out of range [%g, %g]", flag, v, lo, hi);
     return v;
 }
+
+int cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
+
+void cli_progress_start(cli_progress *p, const char *what, int64_t total)
+{
+    p->what = what;
+    p->total = total;
+    p->t0 = p->last = aes_now();
+}
+
+static void progress_line(cli_progress *p, int64_t done, double now)
+{
+    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
+    fprintf(stderr, "%s: %lld/%lld images, %.0f images/s, elapsed %.0f s, ETA %.0f s\n", p->what,
+            (long long)done, (long long)p->total, rate, el, eta);
+    fflush(stderr);
+}
+
+void cli_progress_update(cli_progress *p, int64_t done)
+{
+    if (aes_log_get_level() < AES_LOG_INFO) return;
+    double now = aes_now();
+    if (now - p->last < 1.0) return;
+    p->last = now;
+    progress_line(p, done, now);
+}
+
+void cli_progress_end(cli_progress *p, int64_t done)
+{
+    if (aes_log_get_level() < AES_LOG_INFO) return;
+    progress_line(p, done, aes_now());
+}
