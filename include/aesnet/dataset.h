@@ -46,6 +46,10 @@ void aes_dsw_put_text(aes_dsw *w, int64_t i, const int32_t *tokens, const uint8_
 /* votes [10] or NULL, feature [F] or NULL, label -1 when unknown. */
 void aes_dsw_put_meta(aes_dsw *w, int64_t i, float score, const float *votes, int split,
                       int label, const float *feature);
+/* An extra int32 [rows, cols] field at path (groups made as needed), with
+ * its column names as the attribute "columns" (comma-separated). */
+void aes_dsw_put_matrix_i32(aes_dsw *w, const char *path, const int32_t *x, int64_t rows,
+                            int cols, const char *columns);
 /* Write the tokenizer (may be NULL for A == 0), close, fsync, rename. */
 void aes_dsw_finish(aes_dsw *w, const aes_tokenizer *tok, int64_t truncations);
 /* Close and delete the temporary file. */

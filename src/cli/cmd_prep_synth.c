@@ -88,6 +88,10 @@ int cmd_prep_synth(int argc, char **argv)
     float *feat = F ? aes_malloc(sizeof(float) * (size_t)F, "feature") : NULL;
     uint8_t count[AES_SYNTH_NATTR];
     memset(count, 1, sizeof count);
+    /* The generator's ground truth, for analysis and tests: the attribute
+     * values each image was rendered with. */
+    enum { NLEV = 8 };
+    int32_t *levels = aes_malloc(sizeof(int32_t) * (size_t)N * NLEV, "levels");
     int64_t trunc = 0;
     cli_progress pr;
     cli_progress_start(&pr, "prep synth", N);
@@ -100,8 +104,14 @@ int cmd_prep_synth(int argc, char **argv)
         aes_dsw_put_text(w, i, tokens, count, d);
         if (F) aes_synth_content_feature(seed, meta.content, i, feat, F);
         aes_dsw_put_meta(w, i, meta.score, NULL, aes_split_draw(seed, i), meta.content, feat);
+        const int32_t lv[NLEV] = {meta.harmony,   meta.saturation, meta.exposure, meta.contrast,
+                                  meta.placement, meta.tilt,       meta.focus,    meta.clutter};
+        memcpy(levels + i * NLEV, lv, sizeof lv);
         cli_progress_update(&pr, i + 1);
     }
+    aes_dsw_put_matrix_i32(w, "synth/levels", levels, N, NLEV,
+                           "harmony,saturation,exposure,contrast,placement,tilt,focus,clutter");
+    free(levels);
     aes_dsw_finish(w, &tok, trunc);
     cli_progress_end(&pr, N);
 

@@ -218,6 +218,24 @@ void aes_dsw_put_meta(aes_dsw *w, int64_t i, float score, const float *votes, in
     w->done[i] |= 4;
 }
 
+void aes_dsw_put_matrix_i32(aes_dsw *w, const char *path, const int32_t *x, int64_t rows,
+                            int cols, const char *columns)
+{
+    aes_h5_lock();
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t space = H5_CHECK(H5Screate_simple(2, dims, NULL));
+    hid_t lcpl = H5_CHECK(H5Pcreate(H5P_LINK_CREATE));
+    H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1));
+    hid_t d = H5Dcreate2(w->file, path, H5T_STD_I32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    WCHECK(w, d);
+    WCHECK(w, H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, x));
+    aes_h5_attr_write_str(d, "columns", columns);
+    H5Dclose(d);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    aes_h5_unlock();
+}
+
 static void write_tokenizer(aes_dsw *w, const aes_tokenizer *tok)
 {
     hid_t g = H5_CHECK(H5Gcreate2(w->file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
