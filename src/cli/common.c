@@ -31,7 +31,9 @@ static void fatal_hook(aes_err_kind kind, const char *file, int line, const char
         if (aes_rank() <= 0) fprintf(stderr, "aesnet: error: %s\n", msg);
         fflush(NULL);
         if (size > 0) MPI_Finalize();
-        exit(1);
+        /* _exit: HDF5's exit handler would try to flush files that just
+         * failed to write (and were unlinked) and crash on the way out. */
+        _exit(1);
     }
     if (aes_rank() >= 0)
         fprintf(stderr, "aesnet: rank %d: internal error at %s:%d (%s): %s\n", aes_rank(), file,
@@ -73,7 +75,7 @@ long cli_parse_long(const char *flag, const char *value, long lo, long hi)
     errno = 0;
     long v = strtol(value, &end, 10);
     if (errno || end == value || *end)
-        aes_user_error("%s: expected an integer, got '%s'", flag, value);
+        aes_user_error("%s: '%s' is not an integer", flag, value);
     if (v < lo || v > hi) aes_user_error("%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
     return v;
 }
@@ -84,7 +86,7 @@ double cli_parse_double(const char *flag, const char *value, double lo, double h
     errno = 0;
     double v = strtod(value, &end);
     if (errno || end == value || *end)
-        aes_user_error("%s: expected a number, got '%s'", flag, value);
+        aes_user_error("%s: '%s' is not a number", flag, value);
     if (!(v >= lo && v <= hi)) aes_user_error("%s: %g is out of range [%g, %g]", flag, v, lo, hi);
     return v;
 }
