@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "aesnet/core.h"
 #include "aesnet/tokenizer.h"
 
 #define AES_DATASET_FORMAT "aesnet-dataset"
@@ -88,6 +89,10 @@ void aes_dataset_close(aes_dataset *ds);
  * slots all <pad>): a bad row is a user error naming the field and row. */
 void aes_dataset_read_image(aes_dataset *ds, int64_t i, uint8_t *rgb);
 void aes_dataset_read_tokens(aes_dataset *ds, int64_t i, int32_t *tokens); /* [A, K, L] */
+/* The same without the check, and the check alone (0, or -1 with a message
+ * naming the file, field and row): for threads that must not exit. */
+void aes_dataset_read_tokens_raw(aes_dataset *ds, int64_t i, int32_t *tokens);
+int aes_dataset_check_tokens(const aes_dataset *ds, int64_t i, const int32_t *tokens, aes_err *err);
 void aes_dataset_read_feature(aes_dataset *ds, int64_t i, float *feature); /* [F] */
 /* Description k of attribute a of row i; caller frees. */
 char *aes_dataset_read_string(aes_dataset *ds, int64_t i, int a, int k);

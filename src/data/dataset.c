@@ -572,43 +572,49 @@ void aes_dataset_read_image(aes_dataset *ds, int64_t i, uint8_t *rgb)
     read_row(ds, ds->d_images, "/images", H5T_NATIVE_UINT8, i, rgb);
 }
 
-static void check_token_row(aes_dataset *ds, int64_t i, const int32_t *t)
+int aes_dataset_check_tokens(const aes_dataset *ds, int64_t i, const int32_t *t, aes_err *err)
 {
     const int A = ds->A, K = ds->K, L = ds->L, V = ds->tok.vocab_size;
+#define TOKBAD(...)                                                                          \
+    do {                                                                                     \
+        char m_[256];                                                                        \
+        snprintf(m_, sizeof m_, __VA_ARGS__);                                                \
+        aes_err_set(err, "%s: field /text/tokens: row %lld attribute %d slot %d: %s", ds->path, \
+                    (long long)i, a, k, m_);                                                 \
+        return -1;                                                                           \
+    } while (0)
     for (int a = 0; a < A; a++) {
         for (int k = 0; k < K; k++) {
             const int32_t *s = t + ((size_t)a * K + k) * L;
-            int present = k < ds->count[i * A + a];
-            if (!present) {
+            if (k >= ds->count[i * A + a]) {
                 for (int j = 0; j < L; j++)
-                    if (s[j] != AES_TOK_PAD)
-                        BAD(ds, "/text/tokens", "row %lld attribute %d slot %d: absent description is not all <pad>",
-                            (long long)i, a, k);
+                    if (s[j] != AES_TOK_PAD) TOKBAD("an absent description is not all <pad>");
                 continue;
             }
-            if (s[0] != AES_TOK_SOT)
-                BAD(ds, "/text/tokens", "row %lld attribute %d slot %d: does not start with <sot>",
-                    (long long)i, a, k);
+            if (s[0] != AES_TOK_SOT) TOKBAD("does not start with <sot>");
             int eot = -1;
             for (int j = 1; j < L; j++) {
-                if (s[j] < 0 || s[j] >= V)
-                    BAD(ds, "/text/tokens", "row %lld: id %d outside the vocabulary of %d",
-                        (long long)i, s[j], V);
+                if (s[j] < 0 || s[j] >= V) TOKBAD("id %d is outside the vocabulary of %d", s[j], V);
                 if (eot < 0 && s[j] == AES_TOK_EOT) eot = j;
-                else if (eot >= 0 && s[j] != AES_TOK_PAD)
-                    BAD(ds, "/text/tokens", "row %lld attribute %d slot %d: tokens after <eot>",
-                        (long long)i, a, k);
+                else if (eot >= 0 && s[j] != AES_TOK_PAD) TOKBAD("tokens after <eot>");
             }
-            if (eot < 0)
-                BAD(ds, "/text/tokens", "row %lld attribute %d slot %d: no <eot>", (long long)i, a, k);
+            if (eot < 0) TOKBAD("no <eot>");
         }
     }
+#undef TOKBAD
+    return 0;
+}
+
+void aes_dataset_read_tokens_raw(aes_dataset *ds, int64_t i, int32_t *tokens)
+{
+    read_row(ds, ds->d_tokens, "/text/tokens", H5T_NATIVE_INT32, i, tokens);
 }
 
 void aes_dataset_read_tokens(aes_dataset *ds, int64_t i, int32_t *tokens)
 {
-    read_row(ds, ds->d_tokens, "/text/tokens", H5T_NATIVE_INT32, i, tokens);
-    check_token_row(ds, i, tokens);
+    aes_dataset_read_tokens_raw(ds, i, tokens);
+    aes_err e;
+    if (aes_dataset_check_tokens(ds, i, tokens, &e) != 0) aes_user_error("%s", e.msg);
 }
 
 void aes_dataset_read_feature(aes_dataset *ds, int64_t i, float *feature)

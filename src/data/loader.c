@@ -17,6 +17,8 @@ enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
 
 typedef struct {
     int state;
+    int bad;     /* a row of this batch failed its check: err says which */
+    aes_err err;
     aes_batch b;
 } slot;
 
@@ -166,7 +168,9 @@ static void make_image(aes_loader *ld, scratch *sc, int64_t epoch, int64_t row, 
     }
 }
 
-static void make_batch(aes_loader *ld, scratch *sc, int64_t step, aes_batch *b)
+/* Returns -1 with err set when a row is bad: workers must not exit, the
+ * consumer reports it. */
+static int make_batch(aes_loader *ld, scratch *sc, int64_t step, aes_batch *b, aes_err *err)
 {
     aes_dataset *ds = ld->ds;
     const int B = ld->B, A = ds->A, K = ds->K, L = ds->L, R = ld->cfg.out_size;
@@ -186,7 +190,8 @@ static void make_batch(aes_loader *ld, scratch *sc, int64_t step, aes_batch *b)
         b->labels[i] = ds->labels ? ds->labels[row] : -1;
         if (ds->F) aes_dataset_read_feature(ds, row, b->features + (size_t)i * ds->F);
         if (A == 0) continue;
-        aes_dataset_read_tokens(ds, row, sc->tok);
+        aes_dataset_read_tokens_raw(ds, row, sc->tok);
+        if (aes_dataset_check_tokens(ds, row, sc->tok, err) != 0) return -1;
         aes_rng r;
         aes_rng_init(&r, aes_key(ld->cfg.seed, (uint64_t)epoch, (uint64_t)row, AES_RNG_DESCRIPTION));
         for (int a = 0; a < A; a++) {
@@ -207,6 +212,7 @@ static void make_batch(aes_loader *ld, scratch *sc, int64_t step, aes_batch *b)
             b->hash[(size_t)a * B + i] = aes_tokens_hash(dst, L);
         }
     }
+    return 0;
 }
 
 static void *worker_main(void *arg)
@@ -235,7 +241,8 @@ static void *worker_main(void *arg)
         sl->state = SLOT_BUSY;
         ld->next_produce = s + 1;
         pthread_mutex_unlock(&ld->mu);
-        make_batch(ld, &sc, s, &sl->b);
+        sl->bad = make_batch(ld, &sc, s, &sl->b, &sl->err) != 0;
+        sl->b.step = s;
         pthread_mutex_lock(&ld->mu);
         sl->state = SLOT_READY;
         pthread_cond_broadcast(&ld->cv);
@@ -307,6 +314,7 @@ const aes_batch *aes_loader_next(aes_loader *ld)
     ld->next_consume++;
     pthread_cond_broadcast(&ld->cv);
     pthread_mutex_unlock(&ld->mu);
+    if (sl->bad) aes_user_error("%s", sl->err.msg);
     ld->wait_s += aes_now() - t0;
     return &sl->b;
 }
