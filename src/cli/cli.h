@@ -16,6 +16,9 @@ int cmd_prep_bench(int argc, char **argv);
 struct aes_dataset;
 /* Print a data set's summary (what `prep info` shows) with n examples. */
 void prep_print_summary(struct aes_dataset *ds, int examples);
+/* After prep build/synth: reopen the new file and print its summary (and a
+ * warning if descriptions were cut), unless --quiet. */
+void prep_report_output(const char *path);
 /* Show progress of a long loop on stderr, at most about once a second. */
 typedef struct {
     const char *what;

@@ -279,11 +279,6 @@ int cmd_prep_build(int argc, char **argv)
     free(paths);
     if (have_tok) aes_tokenizer_free(&tok);
     aes_manifest_free(&m);
-    if (aes_log_get_level() >= AES_LOG_INFO) {
-        aes_dataset ds;
-        aes_dataset_open(&ds, out);
-        prep_print_summary(&ds, 3);
-        aes_dataset_close(&ds);
-    }
+    prep_report_output(out);
     return 0;
 }

@@ -147,6 +147,18 @@ void prep_print_summary(aes_dataset *ds, int examples)
     fflush(stdout);
 }
 
+void prep_report_output(const char *path)
+{
+    if (aes_log_get_level() < AES_LOG_INFO) return;
+    aes_dataset ds;
+    aes_dataset_open(&ds, path);
+    if (ds.truncations > 0)
+        aes_warn("%s: %lld descriptions were longer than the context length %d and were cut",
+                 path, (long long)ds.truncations, ds.L);
+    prep_print_summary(&ds, 3);
+    aes_dataset_close(&ds);
+}
+
 int cmd_prep_info(int argc, char **argv)
 {
     const char *path = NULL;

@@ -121,11 +121,6 @@ int cmd_prep_synth(int argc, char **argv)
     free(feat);
     free(rgb);
     aes_tokenizer_free(&tok);
-    if (aes_log_get_level() >= AES_LOG_INFO) {
-        aes_dataset ds;
-        aes_dataset_open(&ds, out);
-        prep_print_summary(&ds, 3);
-        aes_dataset_close(&ds);
-    }
+    prep_report_output(out);
     return 0;
 }

@@ -13,20 +13,11 @@ import h5py
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import check, finish  # noqa: E402
 from refimage import reference_resize_crop  # noqa: E402
 
 AESNET = os.environ["AESNET"]
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def run(*args):
@@ -180,8 +171,7 @@ def main():
     info = run("prep", "info", f"{d}/z.h5")
     check("attributes   none" in info and "valid        yes" in info, "prep info on an evaluation-only set")
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -9,17 +9,10 @@ import tempfile
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import check, finish  # noqa: E402
+
 AESNET = os.environ["AESNET"]
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def synth(path, seed, n=600, size=48):
@@ -79,8 +72,7 @@ def main():
     same = cos[lab[:, None] == lab[None, :]].mean()
     diff = cos[lab[:, None] != lab[None, :]].mean()
     check(same > 0.9 and abs(diff) < 0.3, f"features follow content classes: same {same:.3f}, different {diff:.3f}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":
