@@ -20,7 +20,7 @@
 
 typedef enum {
     OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_ADD, OP_GAP, OP_LINEAR, OP_LN, OP_GELU, OP_ATTN,
-    OP_EMBED, OP_PATCH_TOKENS, OP_SELECT0, OP_POOL_EOT, OP_KINDS
+    OP_EMBED, OP_PATCH_TOKENS, OP_SELECT0, OP_POOL_EOT, OP_TWO_TOKENS, OP_KINDS
 } aes_op_kind;
 
 typedef struct aes_op {
@@ -78,6 +78,12 @@ void aes_vit_build(aes_encoder *e, aes_params *P, const char *prefix, const aes_
 void aes_text_build(aes_encoder *e, aes_params *P, const char *prefix, const aes_text_cfg *c);
 /* The MLP fusion module: in [C] -> linear(hidden) -> GELU -> linear(OC). */
 void aes_mlp_build(aes_encoder *e, aes_params *P, const char *prefix, int C, int hidden, int OC);
+/* The transformer fusion module: in [Fv + Ft] = [n(v); n(u)] -> two tokens
+ * (a linear map of each part to width W) -> one pre-LN transformer block
+ * over the two tokens (heads NH, no mask) -> the first token -> layer norm
+ * -> linear(OC). Attention runs within each sample only. */
+void aes_fusion_transformer_build(aes_encoder *e, aes_params *P, const char *prefix, int Fv,
+                                  int Ft, int W, int NH, int OC);
 void aes_encoder_alloc(aes_encoder *e, int maxB);
 void aes_encoder_free(aes_encoder *e);
 

@@ -21,7 +21,7 @@
 #include "aesnet/params.h"
 
 typedef enum { AES_IMAGE_RESNET = 0, AES_IMAGE_VIT = 1 } aes_image_kind;
-typedef enum { AES_FUSION_NONE = 0, AES_FUSION_MLP = 1 } aes_fusion_kind;
+typedef enum { AES_FUSION_NONE = 0, AES_FUSION_MLP = 1, AES_FUSION_TRANSFORMER = 2 } aes_fusion_kind;
 
 #define AES_MAX_ATTR 64
 
@@ -34,7 +34,8 @@ typedef struct aes_model_cfg {
     const char *attr_names[AES_MAX_ATTR];    /* parameter paths use them */
     int D;                                   /* embedding width per attribute */
     aes_fusion_kind fusion;
-    int fusion_hidden;                       /* MLP hidden width */
+    int fusion_hidden;                       /* MLP hidden width; transformer token width */
+    int fusion_heads;                        /* transformer fusion heads */
     int learn_scale;                         /* 1: learned logit scale; 0: fixed */
     float init_scale;                        /* initial (or fixed) scale, 1/0.07 */
     int frozen_reference;                    /* keep a frozen copy of f for L_sa */

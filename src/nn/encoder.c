@@ -229,6 +229,47 @@ static void pool_eot_bwd(aes_encoder *e, aes_op *o, int B)
                     (size_t)C);
 }
 
+/* two tokens: in [B, Fv + Ft] -> out [B, 2, W]; token 0 = W0 in[:Fv] + b0,
+ * token 1 = W1 in[Fv:] + b1. i = Fv, Ft, W. s1 holds the two input parts
+ * contiguous ([B, Fv] then [B, Ft]) and room for their gradients; s2 the
+ * two token rows contiguous ([B, W] twice). */
+static void two_tokens_fwd(aes_encoder *e, aes_op *o, int B)
+{
+    const int Fv = o->i[0], Ft = o->i[1], Wd = o->i[2];
+    const float *in = X(e, o->in);
+    float *pv = o->s1, *pu = o->s1 + (size_t)B * Fv, *out = X(e, o->out);
+    for (int b = 0; b < B; b++) {
+        memcpy(pv + (size_t)b * Fv, in + (size_t)b * (Fv + Ft), sizeof(float) * Fv);
+        memcpy(pu + (size_t)b * Ft, in + (size_t)b * (Fv + Ft) + Fv, sizeof(float) * Ft);
+    }
+    linear_forward(o->s2, pv, W(e, o->w), W(e, o->b), B, Fv, Wd);
+    linear_forward(o->s2 + (size_t)B * Wd, pu, W(e, o->w2), W(e, o->b2), B, Ft, Wd);
+    for (int b = 0; b < B; b++) {
+        memcpy(out + (size_t)b * 2 * Wd, o->s2 + (size_t)b * Wd, sizeof(float) * Wd);
+        memcpy(out + (size_t)b * 2 * Wd + Wd, o->s2 + ((size_t)B + b) * Wd, sizeof(float) * Wd);
+    }
+}
+static void two_tokens_bwd(aes_encoder *e, aes_op *o, int B)
+{
+    const int Fv = o->i[0], Ft = o->i[1], Wd = o->i[2];
+    const float *dout = DX(e, o->out);
+    float *pv = o->s1, *pu = o->s1 + (size_t)B * Fv;
+    float *dpv = o->s1 + (size_t)B * (Fv + Ft), *dpu = dpv + (size_t)B * Fv;
+    for (int b = 0; b < B; b++) {
+        memcpy(o->s2 + (size_t)b * Wd, dout + (size_t)b * 2 * Wd, sizeof(float) * Wd);
+        memcpy(o->s2 + ((size_t)B + b) * Wd, dout + (size_t)b * 2 * Wd + Wd, sizeof(float) * Wd);
+    }
+    memset(dpv, 0, sizeof(float) * (size_t)B * (Fv + Ft));
+    linear_backward(dpv, DW(e, o->w), DW(e, o->b), o->s2, pv, W(e, o->w), B, Fv, Wd);
+    linear_backward(dpu, DW(e, o->w2), DW(e, o->b2), o->s2 + (size_t)B * Wd, pu, W(e, o->w2), B,
+                    Ft, Wd);
+    float *din = DX(e, o->in);
+    for (int b = 0; b < B; b++) {
+        add_inplace(din + (size_t)b * (Fv + Ft), dpv + (size_t)b * Fv, (size_t)Fv);
+        add_inplace(din + (size_t)b * (Fv + Ft) + Fv, dpu + (size_t)b * Ft, (size_t)Ft);
+    }
+}
+
 typedef struct {
     void (*fwd)(aes_encoder *, aes_op *, int);
     void (*bwd)(aes_encoder *, aes_op *, int);
@@ -242,6 +283,7 @@ static const op_impl impl[OP_KINDS] = {
     [OP_GELU] = {gelu_fwd, gelu_bwd},         [OP_ATTN] = {attn_fwd, attn_bwd},
     [OP_EMBED] = {embed_fwd, embed_bwd},      [OP_PATCH_TOKENS] = {patch_fwd, patch_bwd},
     [OP_SELECT0] = {select0_fwd, select0_bwd}, [OP_POOL_EOT] = {pool_eot_fwd, pool_eot_bwd},
+    [OP_TWO_TOKENS] = {two_tokens_fwd, two_tokens_bwd},
 };
 
 /* ---- running the tape ------------------------------------------------ */
@@ -588,6 +630,33 @@ void aes_mlp_build(aes_encoder *e, aes_params *P, const char *prefix, int C, int
     e->out_width = OC;
 }
 
+void aes_fusion_transformer_build(aes_encoder *e, aes_params *P, const char *prefix, int Fv,
+                                  int Ft, int Wd, int NH, int OC)
+{
+    if (Wd % NH) aes_internal_error("fusion: width %d does not divide into %d heads", Wd, NH);
+    begin(e, P, prefix);
+    e->input = act_new(e, (size_t)(Fv + Ft));
+    e->input_grad = 1;
+    int tok = act_new(e, (size_t)2 * Wd);
+    aes_op *o = op_new(e, OP_TWO_TOKENS, e->input, tok);
+    int s0[2] = {Wd, Fv}, s1[2] = {Wd, Ft};
+    o->w = param(e, "image_token/weight", 2, s0, 1, 1, AES_INIT_UNIFORM, 1.0f / sqrtf((float)Fv));
+    o->b = param(e, "image_token/bias", 1, &Wd, 1, 0, AES_INIT_UNIFORM, 1.0f / sqrtf((float)Fv));
+    o->w2 = param(e, "text_token/weight", 2, s1, 1, 1, AES_INIT_UNIFORM, 1.0f / sqrtf((float)Ft));
+    o->b2 = param(e, "text_token/bias", 1, &Wd, 1, 0, AES_INIT_UNIFORM, 1.0f / sqrtf((float)Ft));
+    o->i[0] = Fv;
+    o->i[1] = Ft;
+    o->i[2] = Wd;
+    int x = block(e, "block0", tok, 2, Wd, NH, 0);
+    int first = act_new(e, (size_t)Wd);
+    o = op_new(e, OP_SELECT0, x, first);
+    o->i[0] = 2;
+    o->i[1] = Wd;
+    int n = layernorm(e, "ln", first, 1, Wd);
+    e->output = linear(e, "out", n, 1, Wd, OC, 1);
+    e->out_width = OC;
+}
+
 void aes_encoder_alloc(aes_encoder *e, int maxB)
 {
     e->maxB = maxB;
@@ -616,6 +685,10 @@ void aes_encoder_alloc(aes_encoder *e, int maxB)
             o->si = aes_calloc(e->acts[o->out].per_sample * (size_t)maxB, sizeof(int32_t), "argmax");
             break;
         case OP_POOL_EOT: o->si = aes_calloc((size_t)maxB, sizeof(int32_t), "eot"); break;
+        case OP_TWO_TOKENS:
+            o->s1 = aes_calloc((size_t)maxB * 2 * (o->i[0] + o->i[1]), sizeof(float), "fusion inputs");
+            o->s2 = aes_calloc((size_t)maxB * 2 * o->i[2], sizeof(float), "fusion tokens");
+            break;
         default: break;
         }
         if (o->kind == OP_ATTN)
@@ -651,6 +724,7 @@ double aes_encoder_flops(const aes_encoder *e)
         switch (o->kind) {
         case OP_CONV: f += 2.0 * o->i[0] * o->i[4] * o->i[4] * o->i[3] * o->i[7] * o->i[8]; break;
         case OP_LINEAR: f += 2.0 * o->i[0] * o->i[1] * o->i[2]; break;
+        case OP_TWO_TOKENS: f += 2.0 * (o->i[0] + o->i[1]) * o->i[2]; break;
         case OP_ATTN: f += 4.0 * o->i[0] * o->i[0] * o->i[1]; break;
         default: break;
         }

@@ -33,6 +33,9 @@ void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB)
     const int Fv = m->Fv, Ft = m->Ft;
     if (cfg->fusion == AES_FUSION_MLP)
         aes_mlp_build(&m->fusion, &m->P, "fusion/", Fv + Ft, cfg->fusion_hidden, Fv);
+    else if (cfg->fusion == AES_FUSION_TRANSFORMER)
+        aes_fusion_transformer_build(&m->fusion, &m->P, "fusion/", Fv, Ft, cfg->fusion_hidden,
+                                     cfg->fusion_heads, Fv);
     m->p_img_proj = aes_malloc(sizeof(int) * (size_t)A, "heads");
     m->p_txt_proj = aes_malloc(sizeof(int) * (size_t)A, "heads");
     m->p_scale = aes_malloc(sizeof(int) * (size_t)A, "heads");
@@ -51,7 +54,7 @@ void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB)
     aes_params_initialize(&m->P, cfg->seed);
     aes_encoder_alloc(&m->image, maxB);
     aes_encoder_alloc(&m->text, maxB * A);
-    if (cfg->fusion == AES_FUSION_MLP) aes_encoder_alloc(&m->fusion, maxB * A);
+    if (cfg->fusion != AES_FUSION_NONE) aes_encoder_alloc(&m->fusion, maxB * A);
 
     const size_t AB = (size_t)A * maxB;
     m->v = fz((size_t)maxB * Fv, "v");
@@ -100,7 +103,7 @@ void aes_model_free(aes_model *m)
 {
     aes_encoder_free(&m->image);
     aes_encoder_free(&m->text);
-    if (m->cfg.fusion == AES_FUSION_MLP) aes_encoder_free(&m->fusion);
+    if (m->cfg.fusion != AES_FUSION_NONE) aes_encoder_free(&m->fusion);
     if (m->cfg.frozen_reference) {
         aes_encoder_free(&m->ref);
         aes_params_free(&m->refP);
@@ -151,7 +154,7 @@ void aes_model_forward(aes_model *m, const float *images, const int32_t *tokens,
     draw_partners(m, mask, rows, step, B);
 
     const float *fout = NULL;
-    if (m->cfg.fusion == AES_FUSION_MLP) {
+    if (m->cfg.fusion != AES_FUSION_NONE) {
         for (int a = 0; a < A; a++)
             for (int i = 0; i < B; i++) {
                 float *f = m->fin + ((size_t)a * B + i) * (Fv + Ft);
@@ -201,7 +204,7 @@ void aes_model_backward(aes_model *m, const float *dx, const float *dy, const fl
                         m->dyp, m->u + (size_t)a * B * Ft, aes_params_data(&m->P, m->p_txt_proj[a]),
                         B, Ft, D);
         add_inplace(m->dv, m->dh, (size_t)B * Fv);
-        if (m->cfg.fusion == AES_FUSION_MLP)
+        if (m->cfg.fusion != AES_FUSION_NONE)
             for (int i = 0; i < B; i++) {
                 float *d = m->dfout + ((size_t)a * B + i) * Fv;
                 if (m->partner[(size_t)a * B + i] >= 0) memcpy(d, m->dh + (size_t)i * Fv, sizeof(float) * Fv);
@@ -209,7 +212,7 @@ void aes_model_backward(aes_model *m, const float *dx, const float *dy, const fl
             }
         if (m->cfg.learn_scale) aes_params_grad(&m->P, m->p_scale[a])[0] += dlogscale[a];
     }
-    if (m->cfg.fusion == AES_FUSION_MLP) {
+    if (m->cfg.fusion != AES_FUSION_NONE) {
         aes_encoder_backward(&m->fusion, m->dfout, AB);
         const float *dfin = m->fusion.acts[m->fusion.input].dx;
         for (int a = 0; a < A; a++)

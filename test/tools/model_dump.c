@@ -1,12 +1,13 @@
 /*
  * The whole model on a fixed batch, for test/py/test_model_torch.py:
- *   model_dump OUT.h5 resnet|vit
+ *   model_dump OUT.h5 resnet|vit mlp|transformer|none
  * Builds a small AesNet model (fusion MLP, learned scales, frozen
  * reference for the affinity loss), runs one forward/backward on a batch
  * with masks and repeated descriptions and dumps inputs, initial
  * parameters, losses and every gradient; then runs 10 AdamW steps
- * (warm-up + cosine, clipping, scale clamp) on the same batch and dumps the
- * partners drawn at each step and the final parameters and moments.
+ * (warm-up + cosine, clipping, scale clamp) on the same batch and dumps, at
+ * every step, the parameters before it, the partners drawn, the loss and the
+ * raw gradients, and at the end the final parameters.
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 #include "aesnet/optim.h"
 #include "dump.h"
 
-enum { NA = 3, NB = 6, NL = 12, ND = 16, NR = 32, NV = 300 };
+enum { NA = 3, NB = 6, NL = 12, ND = 16, NR = 64, NV = 300 };
 
 static void dump_params(hid_t f, const char *group, const aes_params *P, int grads)
 {
@@ -35,7 +36,7 @@ static void dump_params(hid_t f, const char *group, const aes_params *P, int gra
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) aes_user_error("usage: model_dump OUT.h5 resnet|vit");
+    if (argc != 4) aes_user_error("usage: model_dump OUT.h5 resnet|vit mlp|transformer|none");
     aes_model_cfg c = {0};
     c.image = strcmp(argv[2], "vit") == 0 ? AES_IMAGE_VIT : AES_IMAGE_RESNET;
     c.resnet = (aes_resnet_cfg){.depth = 18, .width = 0.125f, .image_size = NR};
@@ -46,8 +47,11 @@ int main(int argc, char **argv)
     c.attr_names[1] = "light";
     c.attr_names[2] = "focus";
     c.D = ND;
-    c.fusion = AES_FUSION_MLP;
+    c.fusion = !strcmp(argv[3], "mlp") ? AES_FUSION_MLP
+               : !strcmp(argv[3], "transformer") ? AES_FUSION_TRANSFORMER
+                                                 : AES_FUSION_NONE;
     c.fusion_hidden = 24;
+    c.fusion_heads = 2;
     c.learn_scale = 1;
     c.init_scale = 1.0f / 0.07f;
     c.frozen_reference = 1;
@@ -116,6 +120,9 @@ int main(int argc, char **argv)
     const int steps = 10;
     float losses[10], lrs[10];
     for (int s = 0; s < steps; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "step%d/param", s);
+        dump_params(f, name, &m.P, 0);
         aes_model_forward(&m, img, tok, mask, rows, s, NB);
         float ls[NA];
         for (int a = 0; a < NA; a++) ls[a] = aes_model_log_scale(&m, a);
@@ -130,9 +137,10 @@ int main(int argc, char **argv)
         losses[s] = (float)(mac + lambda * sal);
         aes_params_zero_grad(&m.P);
         aes_model_backward(&m, dx, dy, dv, dls);
-        char name[64];
         snprintf(name, sizeof name, "partner/step%d", s);
         dump_i32(f, name, m.partner, 2, dm);
+        snprintf(name, sizeof name, "step%d/grad", s);
+        dump_params(f, name, &m.P, 1);
         if (s == 0) {
             float lv[3] = {(float)mac, (float)sal, losses[0]};
             int d3[1] = {3};
@@ -146,7 +154,6 @@ int main(int argc, char **argv)
             int dvd[2] = {NB, m.Fv};
             dump_f32(f, "out/v", m.v, 2, dvd);
             dump_f32(f, "out/vref", m.vref, 2, dvd);
-            dump_params(f, "grad", &m.P, 1);
         }
         double norm = sqrt(aes_sumsq(m.P.grad, m.P.n_trainable));
         float cf = aes_clip_factor(norm, 1.0f);
