@@ -1,11 +1,11 @@
 /*
  * The whole model on a fixed batch, for test/py/test_model_torch.py:
- *   model_dump OUT.h5 resnet|vit mlp|transformer|none
+ *   model_dump OUT.h5 resnet|resnet50|vit mlp|transformer|none
  * Builds a small AesNet model (fusion MLP, learned scales, frozen
  * reference for the affinity loss), runs one forward/backward on a batch
  * with masks and repeated descriptions and dumps inputs, initial
  * parameters, losses and every gradient; then runs 10 AdamW steps
- * (warm-up + cosine, clipping, scale clamp) on the same batch and dumps, at
+ * (warm-up + cosine, clipping, scale clamp; STEPS of them if given) on the same batch and dumps, at
  * every step, the parameters before it, the partners drawn, the loss and the
  * raw gradients, and at the end the final parameters.
  */
@@ -36,10 +36,12 @@ static void dump_params(hid_t f, const char *group, const aes_params *P, int gra
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) aes_user_error("usage: model_dump OUT.h5 resnet|vit mlp|transformer|none");
+    if (argc != 4 && argc != 5)
+        aes_user_error("usage: model_dump OUT.h5 resnet|resnet50|vit mlp|transformer|none [STEPS]");
     aes_model_cfg c = {0};
     c.image = strcmp(argv[2], "vit") == 0 ? AES_IMAGE_VIT : AES_IMAGE_RESNET;
     c.resnet = (aes_resnet_cfg){.depth = 18, .width = 0.125f, .image_size = NR};
+    if (!strcmp(argv[2], "resnet50")) c.resnet = (aes_resnet_cfg){.depth = 50, .width = 0.125f, .image_size = NR};
     c.vit = (aes_vit_cfg){.image_size = NR, .patch = 8, .width = 32, .depth = 2, .heads = 2};
     c.text = (aes_text_cfg){.vocab = NV, .context = NL, .width = 32, .depth = 2, .heads = 2};
     c.A = NA;
@@ -117,7 +119,8 @@ int main(int argc, char **argv)
     double loss_a[NA];
     float *m1 = aes_calloc(m.P.n_trainable, sizeof(float), "m"), *m2 = aes_calloc(m.P.n_trainable, sizeof(float), "v");
     const aes_adamw opt = {.beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-6f, .weight_decay = 0.1f};
-    const int steps = 10;
+    const int steps = argc == 5 ? atoi(argv[4]) : 10;
+    AES_CHECK(steps >= 1 && steps <= 10);
     float losses[10], lrs[10];
     for (int s = 0; s < steps; s++) {
         char name[64];
@@ -158,7 +161,7 @@ int main(int argc, char **argv)
         double norm = sqrt(aes_sumsq(m.P.grad, m.P.n_trainable));
         float cf = aes_clip_factor(norm, 1.0f);
         aes_scale(m.P.grad, m.P.n_trainable, cf);
-        lrs[s] = aes_lr_schedule(s, 1e-3f, 3, steps, 0.1f);
+        lrs[s] = aes_lr_schedule(s, 1e-3f, 3, 10, 0.1f);
         for (int k = 0; k < m.P.n; k++) {
             const aes_tensor *t = &m.P.t[k];
             if (!t->trainable) continue;
