@@ -19,10 +19,13 @@
 /* ---- multi-attribute contrastive loss ---------------------------------
  * For attribute a, with valid rows V_a = {i : mask[a, i]} (n_a = |V_a| over
  * the global batch) and logits l_ij = s_a <x_ai, y_aj> (s_a = exp(logscale[a])),
- *   L_a = 1/(2 n_a) sum_{i in V_a} [ CE(l_i., t_i.) + CE(l_.i, t_i.) ]
- * where softmaxes run over valid columns only and the target t_i. is one-hot
- * on i (duplicates_positive = 0) or spread evenly over every valid column
- * whose description hash equals hash[a, i] (duplicates_positive = 1).
+ *   L_a = 1/(2 n_a) sum_{i in V_a} [ KL(t_i. || p_i.) + KL(t_i. || p'_i.) ]
+ * where p, p' are the softmaxes of the rows of l and of l^T over valid
+ * columns only and the target t_i. is one-hot on i (duplicates_positive = 0:
+ * KL is then the usual cross-entropy) or spread evenly over every valid
+ * column whose description hash equals hash[a, i] (duplicates_positive = 1:
+ * the cross-entropy less the target's entropy log |G_i|, so a perfect model
+ * reaches 0; the gradient is the cross-entropy's).
  *   L_mac = sum_a w_a L_a / sum_{a : n_a > 0} w_a.                        */
 typedef struct aes_mac_args {
     int A, D;
