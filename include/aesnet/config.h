@@ -1,5 +1,5 @@
 /*
- * Run configuration: libconfig files (configs/*.cfg), every key described
+ * Run configuration: libconfig files (configs/NAME.cfg), every key described
  * by one schema table in src/io/config.c (type, default, range, meaning),
  * overridable with `--set key=value` (libconfig value syntax). Unknown keys,
  * wrong types and out-of-range values are user errors naming the file, the
@@ -10,6 +10,7 @@
 #ifndef AESNET_CONFIG_H
 #define AESNET_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define AES_CFG_MAX_ATTR 64

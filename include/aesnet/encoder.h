@@ -55,6 +55,11 @@ typedef struct aes_encoder {
     const aes_reducer *red;  /* batch-norm reduction over ranks, or NULL */
     const int32_t *tokens;   /* text input [B, T] for OP_EMBED */
     int in_shape[3];         /* image encoders: C, H, W of the input */
+    /* Called during backward with lo: every trainable float of the table
+     * at offset >= lo that this encoder owns is final (for the gradient
+     * all-reduce to start on it). NULL: no calls. */
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ctx;
 } aes_encoder;
 
 typedef struct aes_resnet_cfg {

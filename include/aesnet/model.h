@@ -61,6 +61,8 @@ typedef struct aes_model {
     float *yp, *yn, *y;
     /* backward scratch */
     float *dv, *du, *dh, *dxp, *dyp, *dnv, *dnu, *dfout;
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ctx;
     /* the frozen reference */
     aes_params refP;
     aes_encoder ref;
@@ -78,7 +80,10 @@ void aes_model_forward(aes_model *m, const float *images, const int32_t *tokens,
                        const uint8_t *mask, const int64_t *rows, int64_t step, int B);
 /* Backward from the loss gradients of the local rows: dx, dy [A, B, D],
  * dv_loss [B, Fv] (the affinity loss; NULL for none) and dlogscale [A].
- * Accumulates into m->P.grad (zero it first). */
+ * Accumulates into m->P.grad (zero it first). With grad_ready set, reports
+ * finished gradient regions in decreasing offset order (heads and fusion,
+ * then the text encoder, then the image encoder), for an all-reduce that
+ * overlaps the rest of the backward pass. */
 void aes_model_backward(aes_model *m, const float *dx, const float *dy, const float *dv_loss,
                         const float *dlogscale);
 

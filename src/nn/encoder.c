@@ -302,7 +302,18 @@ void aes_encoder_backward(aes_encoder *e, const float *dout, int B)
     /* Backward functions accumulate into dinp: start from zero. */
     for (int a = 0; a < e->n_acts; a++) memset(DX(e, a), 0, sizeof(float) * per(e, a) * (size_t)B);
     memcpy(DX(e, e->output), dout, sizeof(float) * per(e, e->output) * (size_t)B);
-    for (int k = e->n_ops - 1; k >= 0; k--) impl[e->ops[k].kind].bwd(e, &e->ops[k], B);
+    for (int k = e->n_ops - 1; k >= 0; k--) {
+        aes_op *o = &e->ops[k];
+        impl[o->kind].bwd(e, o, B);
+        if (!e->grad_ready) continue;
+        /* Parameters are declared in op order: those of ops k.. are final. */
+        size_t lo = (size_t)-1;
+        const int ps[4] = {o->w, o->b, o->w2, o->b2};
+        for (int j = 0; j < 4; j++)
+            if (ps[j] >= 0 && e->P->t[ps[j]].trainable && e->P->t[ps[j]].offset < lo)
+                lo = e->P->t[ps[j]].offset;
+        if (lo != (size_t)-1) e->grad_ready(e->grad_ctx, lo);
+    }
 }
 
 /* ---- building -------------------------------------------------------- */

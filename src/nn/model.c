@@ -227,8 +227,23 @@ void aes_model_backward(aes_model *m, const float *dx, const float *dy, const fl
         l2norm_backward(m->du, m->dnu, m->nu, m->nun, AB, Ft);
     }
     if (dv_loss) add_inplace(m->dv, dv_loss, (size_t)B * Fv);
-    aes_encoder_backward(&m->image, m->dv, B);
+    /* Parameters lie image, text, fusion, heads in the table: finish them
+     * from the top so the all-reduce can start on each region. */
+    if (m->grad_ready) {
+        /* The fusion module and the heads: everything above the text encoder. */
+        size_t lo = m->P.n_trainable;
+        for (int k = 0; k < m->P.n; k++) {
+            const aes_tensor *t = &m->P.t[k];
+            if (t->trainable && (!strncmp(t->name, "fusion/", 7) || !strncmp(t->name, "head/", 5)) &&
+                t->offset < lo)
+                lo = t->offset;
+        }
+        m->grad_ready(m->grad_ctx, lo);
+    }
+    m->text.grad_ready = m->image.grad_ready = m->grad_ready;
+    m->text.grad_ctx = m->image.grad_ctx = m->grad_ctx;
     aes_encoder_backward(&m->text, m->du, AB);
+    aes_encoder_backward(&m->image, m->dv, B);
 }
 
 float aes_model_log_scale(const aes_model *m, int a)
