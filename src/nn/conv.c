@@ -1,0 +1,366 @@
+/*
+ * conv2d: the CPU fp32 reference convolution, as im2col + sgemm.
+ *
+ * Per sample n, with CKK = C*KH*KW and P = OH*OW:
+ *   col[CKK, P]   = im2col(inp[n])          (1x1, stride 1, pad 0: inp[n] itself)
+ *   out[n][OC, P] = w[OC, CKK] @ col + b
+ *   dw           += dout[n] @ col^T
+ *   dinp[n]      += col2im(w^T @ dout[n])   (1x1, stride 1, pad 0: straight into dinp[n])
+ *
+ * Blocks of output rows. col is built a block of output rows at a time,
+ * CKK x (rows*OW) floats of at most COL_BLOCK_FLOATS (1 MB, half a core's
+ * L2 here), and each block goes through its GEMMs while it is still in
+ * cache. On one core that takes 15% off the forward time of the 224 and
+ * 56 pixel layers; with both cores busy, forward plus backward over the
+ * ResNet-50 shapes came out the same as whole-image cols (within the 3%
+ * noise of this machine). It stays for the one-core gain and because it
+ * bounds the scratch at about 1 MB per thread whatever the image size.
+ *
+ * Threading. Two ways were measured on the 2-core Xeon this was written on
+ * (test/tools/bench_conv.c, ResNet-50 shapes, N = 8, OpenBLAS 0.3.21):
+ * (a) OpenMP over samples, each thread running single-threaded sgemm on
+ * its own col buffer, and (b) one sample at a time with OpenBLAS's own
+ * threads splitting each sgemm and a serial im2col. With SkylakeX kernels
+ * (a) did 180-195 GFLOP/s over the shapes against 130-145 for (b); with
+ * the Prescott kernels OpenBLAS picks by default here, 55-56 against 51.
+ * In (a) im2col and col2im run in parallel too, and there is one fork per
+ * layer instead of one per GEMM. So (a) runs whenever OpenMP has more
+ * than one thread and there are at least as many samples as threads; (b)
+ * remains for smaller batches (single images at evaluation) and for one
+ * OpenMP thread, where it is the only way to use more than one core.
+ *
+ * OpenBLAS must not split its GEMMs over threads of its own while several
+ * OpenMP threads call it: the cores would be oversubscribed, and the
+ * pthread build of OpenBLAS queues concurrent calls on one server. Its
+ * thread count is a process-wide setting whose setter is not safe inside a
+ * parallel region, so it is lowered to 1 before the region opens and
+ * restored after it closes, never from inside one.
+ *
+ * The weight gradient sums over samples. To keep that sum free of atomics
+ * and of per-thread copies of dw, backward works in groups of T samples
+ * (T threads): every thread builds its sample's col block, then after a
+ * barrier the threads split dw into T disjoint blocks and each adds the
+ * group's T products into its own block, in sample order. The order of the
+ * additions into every dw entry is fixed by N, T and the shape alone, so a
+ * run on the same thread count repeats bit for bit.
+ */
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+#include "aesnet/core.h"
+#include "aesnet/nn.h"
+
+enum { COL_BLOCK_FLOATS = 256 * 1024 };
+
+typedef struct {
+    int N, C, H, W, OC, KH, KW, stride, pad, OH, OW;
+    int CKK, P;  /* GEMM sizes: reduction length of the forward, pixels out */
+    int direct;  /* 1x1, stride 1, no padding: col is the input itself */
+    int rows;    /* output rows per col block */
+} conv_shape;
+
+static conv_shape conv_shape_of(int N, int C, int H, int W, int OC, int KH, int KW, int stride,
+                                int pad)
+{
+    AES_CHECK(N > 0 && C > 0 && H > 0 && W > 0 && OC > 0 && KH > 0 && KW > 0 && stride > 0 &&
+              pad >= 0);
+    conv_shape s = {N, C, H, W, OC, KH, KW, stride, pad, 0, 0, 0, 0, 0, 0};
+    s.OH = (H + 2 * pad - KH) / stride + 1;
+    s.OW = (W + 2 * pad - KW) / stride + 1;
+    AES_CHECK(s.OH > 0 && s.OW > 0);
+    s.CKK = C * KH * KW;
+    s.P = s.OH * s.OW;
+    s.direct = KH == 1 && KW == 1 && stride == 1 && pad == 0;
+    long rows = COL_BLOCK_FLOATS / ((long)s.CKK * s.OW);
+    s.rows = s.direct || rows >= s.OH ? s.OH : rows < 1 ? 1 : (int)rows;
+    return s;
+}
+
+/* Floats of one thread's col buffer. */
+static size_t col_floats(const conv_shape *s)
+{
+    return s->direct ? 0 : (size_t)s->CKK * s->rows * s->OW;
+}
+
+/* One col block per OpenMP thread, as the sample-parallel path gives each
+ * thread a buffer of its own: omp_get_max_threads() * C*KH*KW * rows*OW,
+ * where rows*OW <= OH*OW is the block of output pixels (about 1 MB of
+ * col per thread, see the top of the file). 0 for a 1x1 stride-1 unpadded
+ * conv, which reads its input directly (col may then be NULL). The thread
+ * count is the one at the time of this call, so size the scratch under
+ * the same OpenMP setting as the forward/backward calls that use it. */
+size_t conv2d_scratch_floats(int C, int H, int W, int KH, int KW, int stride, int pad)
+{
+    conv_shape s = conv_shape_of(1, C, H, W, 1, KH, KW, stride, pad);
+    return (size_t)omp_get_max_threads() * col_floats(&s);
+}
+
+/* Output columns ow whose input column ow*stride - pad + kw lies inside
+ * [0, W): [*lo, *hi). */
+static void valid_range(int OW, int W, int kw, int stride, int pad, int *lo, int *hi)
+{
+    int a = 0, b = OW;
+    while (a < b && a * stride - pad + kw < 0) a++;
+    while (b > a && (b - 1) * stride - pad + kw >= W) b--;
+    *lo = a;
+    *hi = b;
+}
+
+/* col[CKK, (oh1-oh0)*OW] for output rows [oh0, oh1) of one sample
+ * inp[C, H, W]; padded cells are zero. */
+static void im2col(float *col, const float *inp, const conv_shape *s, int oh0, int oh1)
+{
+    const int H = s->H, W = s->W, OW = s->OW, st = s->stride, pad = s->pad;
+    const size_t pb = (size_t)(oh1 - oh0) * OW;
+    for (int c = 0; c < s->C; c++) {
+        const float *plane = inp + (size_t)c * H * W;
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                float *row = col + ((size_t)(c * s->KH + kh) * s->KW + kw) * pb;
+                int lo, hi;
+                valid_range(OW, W, kw, st, pad, &lo, &hi);
+                for (int oh = oh0; oh < oh1; oh++) {
+                    float *dst = row + (size_t)(oh - oh0) * OW;
+                    const int ih = oh * st - pad + kh;
+                    if (ih < 0 || ih >= H || lo >= hi) {
+                        memset(dst, 0, sizeof(float) * OW);
+                        continue;
+                    }
+                    /* input column of output column ow: ow*st + off */
+                    const float *src = plane + (size_t)ih * W;
+                    const int off = kw - pad;
+                    for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                    if (st == 1) {
+                        memcpy(dst + lo, src + lo + off, sizeof(float) * (hi - lo));
+                    } else {
+                        for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * st + off];
+                    }
+                    for (int ow = hi; ow < OW; ow++) dst[ow] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* dinp[C, H, W] += the adjoint of im2col for output rows [oh0, oh1). */
+static void col2im_add(float *dinp, const float *dcol, const conv_shape *s, int oh0, int oh1)
+{
+    const int H = s->H, W = s->W, OW = s->OW, st = s->stride, pad = s->pad;
+    const size_t pb = (size_t)(oh1 - oh0) * OW;
+    for (int c = 0; c < s->C; c++) {
+        float *plane = dinp + (size_t)c * H * W;
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                const float *row = dcol + ((size_t)(c * s->KH + kh) * s->KW + kw) * pb;
+                int lo, hi;
+                valid_range(OW, W, kw, st, pad, &lo, &hi);
+                for (int oh = oh0; oh < oh1; oh++) {
+                    const int ih = oh * st - pad + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *src = row + (size_t)(oh - oh0) * OW;
+                    float *dst = plane + (size_t)ih * W;
+                    const int off = kw - pad;
+                    if (st == 1) {
+                        for (int ow = lo; ow < hi; ow++) dst[ow + off] += src[ow];
+                    } else {
+                        for (int ow = lo; ow < hi; ow++) dst[ow * st + off] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- OpenBLAS thread count around the sample-parallel regions ---------- */
+
+/* Only the pthread build of OpenBLAS (openblas_get_parallel() == 1) needs
+ * this: the OpenMP build already runs single-threaded inside a parallel
+ * region, and there openblas_set_num_threads would set OpenMP's own
+ * thread count instead. Returns the count to restore, 0 if unchanged. */
+static int blas_serial_begin(void)
+{
+    if (openblas_get_parallel() != 1) return 0;
+    const int t = openblas_get_num_threads();
+    if (t <= 1) return 0;
+    openblas_set_num_threads(1);
+    return t;
+}
+
+static void blas_serial_end(int saved)
+{
+    if (saved > 1) openblas_set_num_threads(saved);
+}
+
+/* Sample-parallel needs a sample for every thread: with fewer, threads
+ * would sit idle through im2col and the forward GEMMs, and OpenBLAS's own
+ * threads are the better bet (a guess: only 2 cores were at hand to
+ * measure). Inside someone else's parallel region we stay on this thread
+ * and leave OpenBLAS's setting alone. */
+static int use_sample_parallel(int N)
+{
+    const int T = omp_get_max_threads();
+    return T > 1 && N >= T && !omp_in_parallel();
+}
+
+/* The col block of output rows [oh0, oh1) of sample x, and its leading
+ * dimension: the input itself for a direct conv. */
+static const float *col_block(float *buf, const float *x, const conv_shape *s, int oh0, int oh1,
+                              int *ld)
+{
+    if (s->direct) {
+        *ld = s->P;
+        return x + (size_t)oh0 * s->OW;
+    }
+    im2col(buf, x, s, oh0, oh1);
+    *ld = (oh1 - oh0) * s->OW;
+    return buf;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+/* out[n] = w @ col(n) + b, block by block. */
+static void forward_sample(float *out, float *buf, const float *inp, const float *w,
+                           const float *b, const conv_shape *s, int n)
+{
+    const float *x = inp + (size_t)n * s->C * s->H * s->W;
+    float *y = out + (size_t)n * s->OC * s->P;
+    float beta = 0.0f;
+    if (b) {
+        for (int oc = 0; oc < s->OC; oc++) {
+            float *row = y + (size_t)oc * s->P;
+            for (int p = 0; p < s->P; p++) row[p] = b[oc];
+        }
+        beta = 1.0f;
+    }
+    for (int oh0 = 0; oh0 < s->OH; oh0 += s->rows) {
+        const int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH;
+        int ld;
+        const float *col = col_block(buf, x, s, oh0, oh1, &ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, (oh1 - oh0) * s->OW,
+                    s->CKK, 1.0f, w, s->CKK, col, ld, beta, y + (size_t)oh0 * s->OW, s->P);
+    }
+}
+
+void conv2d_forward(float *out, float *col, const float *inp, const float *w, const float *b,
+                    int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
+{
+    const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
+    const size_t per = col_floats(&s);
+    if (!use_sample_parallel(N)) {
+        for (int n = 0; n < N; n++) forward_sample(out, col, inp, w, b, &s, n);
+        return;
+    }
+    const int saved = blas_serial_begin();
+#pragma omp parallel
+    {
+        float *buf = s.direct ? NULL : col + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) forward_sample(out, buf, inp, w, b, &s, n);
+    }
+    blas_serial_end(saved);
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* dw[r0:r1, c0:c1] += dy[r0:r1, rows oh0..oh1) @ col[c0:c1, :]^T, with dy
+ * one sample's dout and col the block's col (leading dimension ld). */
+static void dw_add(float *dw, const float *dy, const float *col, int ld, const conv_shape *s,
+                   int oh0, int oh1, int r0, int r1, int c0, int c1)
+{
+    if (r1 <= r0 || c1 <= c0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, c1 - c0, (oh1 - oh0) * s->OW,
+                1.0f, dy + (size_t)r0 * s->P + (size_t)oh0 * s->OW, s->P, col + (size_t)c0 * ld,
+                ld, 1.0f, dw + (size_t)r0 * s->CKK + c0, s->CKK);
+}
+
+/* dinp[n] += col2im(w^T @ dout[n]) for output rows [oh0, oh1); buf is
+ * overwritten. */
+static void dinp_add(float *dinp, float *buf, const float *dout, const float *w,
+                     const conv_shape *s, int n, int oh0, int oh1)
+{
+    const float *dy = dout + (size_t)n * s->OC * s->P + (size_t)oh0 * s->OW;
+    float *dx = dinp + (size_t)n * s->C * s->H * s->W;
+    const int pb = (oh1 - oh0) * s->OW;
+    if (s->direct) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->C, pb, s->OC, 1.0f, w, s->CKK,
+                    dy, s->P, 1.0f, dx + (size_t)oh0 * s->OW, s->P);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->CKK, pb, s->OC, 1.0f, w, s->CKK, dy,
+                s->P, 0.0f, buf, pb);
+    col2im_add(dx, buf, s, oh0, oh1);
+}
+
+/* db[oc] += the sum over samples and pixels of dout, in double. */
+static void db_add(float *db, const float *dout, const conv_shape *s)
+{
+#pragma omp parallel for schedule(static) if ((size_t)s->OC * s->N * s->P > 65536)
+    for (int oc = 0; oc < s->OC; oc++) {
+        double acc = 0.0;
+        for (int n = 0; n < s->N; n++) {
+            const float *row = dout + ((size_t)n * s->OC + oc) * s->P;
+            for (int p = 0; p < s->P; p++) acc += row[p];
+        }
+        db[oc] += (float)acc;
+    }
+}
+
+void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float *dout,
+                     const float *inp, const float *w, int N, int C, int H, int W, int OC, int KH,
+                     int KW, int stride, int pad)
+{
+    const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
+    const size_t per = col_floats(&s), in_per = (size_t)C * H * W, out_per = (size_t)OC * s.P;
+    if (db) db_add(db, dout, &s);
+
+    if (!use_sample_parallel(N)) {
+        for (int n = 0; n < N; n++) {
+            for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
+                const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
+                int ld;
+                const float *cb = col_block(col, inp + n * in_per, &s, oh0, oh1, &ld);
+                dw_add(dw, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, OC, 0, s.CKK);
+                if (dinp) dinp_add(dinp, col, dout, w, &s, n, oh0, oh1);
+            }
+        }
+        return;
+    }
+
+    const int saved = blas_serial_begin();
+#pragma omp parallel
+    {
+        const int T = omp_get_num_threads(), t = omp_get_thread_num();
+        float *buf = s.direct ? NULL : col + (size_t)t * per;
+        /* This thread's block of dw: the longer side cut in T pieces,
+         * multiples of 16 so the GEMM kernels work on full panels. */
+        int r0 = 0, r1 = OC, c0 = 0, c1 = s.CKK;
+        const int len = OC >= s.CKK ? OC : s.CKK;
+        const int piece = ((len + T - 1) / T + 15) / 16 * 16;
+        const int lo = t * piece < len ? t * piece : len;
+        const int hi = lo + piece < len ? lo + piece : len;
+        if (OC >= s.CKK) {
+            r0 = lo, r1 = hi;
+        } else {
+            c0 = lo, c1 = hi;
+        }
+        for (int g = 0; g < N; g += T) {
+            const int n = g + t, G = N - g < T ? N - g : T;
+            for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
+                const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
+                int ld = 0;
+                if (n < N && !s.direct) col_block(buf, inp + n * in_per, &s, oh0, oh1, &ld);
+#pragma omp barrier
+                for (int k = 0; k < G; k++) {
+                    const float *ck = s.direct ? inp + (g + k) * in_per + (size_t)oh0 * s.OW
+                                               : col + (size_t)k * per;
+                    const int ldk = s.direct ? s.P : (oh1 - oh0) * s.OW;
+                    dw_add(dw, dout + (g + k) * out_per, ck, ldk, &s, oh0, oh1, r0, r1, c0, c1);
+                }
+#pragma omp barrier
+                if (n < N && dinp) dinp_add(dinp, buf, dout, w, &s, n, oh0, oh1);
+            }
+        }
+    }
+    blas_serial_end(saved);
+}
