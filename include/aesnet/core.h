@@ -47,6 +47,13 @@ AES_NORETURN void aes_fatal(aes_err_kind kind, const char *file, int line, const
         if (!(cond)) aes_internal_error("check failed: %s", #cond);           \
     } while (0)
 
+/* Whether a user error is found identically on every rank (checks before
+ * work starts: each rank exits cleanly) or by one rank alone (during
+ * training, e.g. a full disk under rank 0's checkpoint: all ranks must be
+ * aborted or the others hang). Default 1. */
+void aes_set_user_errors_collective(int collective);
+int aes_user_errors_collective(void);
+
 /* Rank for messages; set by whoever initialises MPI (-1: not distributed). */
 void aes_set_rank(int rank);
 int aes_rank(void);

@@ -2,6 +2,7 @@
  * aesnet train CONFIG [--set key=value ...] [--resume auto|PATH]
  * Data-parallel AesNet pre-training over the ranks of MPI_COMM_WORLD.
  */
+#include <dirent.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -37,6 +38,28 @@ static void usage(FILE *f)
 }
 
 static void on_signal(int sig) { aes_train_request_stop(sig); }
+
+/* Checkpoints of a later step than the one resumed from belong to a run
+ * that is being redone (or are broken): move them aside, so they are not
+ * taken for this run's newest after the next interruption. */
+static void set_aside_later(const char *out_dir, int64_t step)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "step_%lld.h%1[5]%1s", &s, tail, tail + 2) != 2 || s <= step) continue;
+        char from[4500], to[4600];
+        snprintf(from, sizeof from, "%s/%s", dir, e->d_name);
+        snprintf(to, sizeof to, "%s.stale", from);
+        if (rename(from, to) == 0) aes_warn("moved %s aside to %s: later than the resumed step", from, to);
+    }
+    closedir(d);
+}
 
 int cmd_train(int argc, char **argv)
 {
@@ -118,6 +141,7 @@ int cmd_train(int argc, char **argv)
             aes_log("%s is at step %lld of %lld: nothing to do", ckpt, (long long)meta.step,
                     (long long)cfg.steps);
         if (rank == 0) aes_log("resuming from %s (step %lld)", ckpt, (long long)meta.step);
+        if (rank == 0) set_aside_later(want.out_dir, meta.step);
     }
     char *text = aes_config_to_text(&cfg);
     if (rank == 0) {

@@ -25,6 +25,14 @@ static void fatal_hook(aes_err_kind kind, const char *file, int line, const char
                        const char *msg)
 {
     int size = mpi_size();
+    if (kind == AES_ERR_USER && !aes_user_errors_collective() && size > 1) {
+        /* Found by this rank alone (during training): the others would wait
+         * for it in a collective forever. */
+        fprintf(stderr, "aesnet: error (rank %d): %s\n", aes_rank(), msg);
+        fflush(NULL);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        _exit(1);
+    }
     if (kind == AES_ERR_USER) {
         /* User errors are found identically on every rank before work starts:
          * rank 0 speaks, everyone exits cleanly. */

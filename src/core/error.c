@@ -13,7 +13,11 @@
 static aes_fatal_hook g_hook;
 static int g_rank = -1;
 
+static int g_collective = 1;
+
 void aes_set_fatal_hook(aes_fatal_hook hook) { g_hook = hook; }
+void aes_set_user_errors_collective(int collective) { g_collective = collective; }
+int aes_user_errors_collective(void) { return g_collective; }
 void aes_set_rank(int rank) { g_rank = rank; }
 int aes_rank(void) { return g_rank; }
 

@@ -508,6 +508,9 @@ int aes_trainer_run(aes_trainer *t, const char *config_text)
                 (long long)aes_loader_steps_per_epoch(t->loader), (long long)aes_loader_rows(t->loader),
                 t->model.P.n_trainable / 1e6, (long long)t->step);
     }
+    /* From here on a user error may be one rank's alone (a full disk under
+     * the checkpoint, a bad row the others did not read). */
+    aes_set_user_errors_collective(0);
     const double t_start = aes_now();
     double acc_data = 0, acc_comp = 0, acc_comm = 0, acc_time = 0, step_avg = 0;
     int64_t acc_n = 0, first_step = t->step;
