@@ -144,10 +144,6 @@ int cmd_train(int argc, char **argv)
         if (rank == 0) set_aside_later(want.out_dir, meta.step);
     }
     char *text = aes_config_to_text(&cfg);
-    if (rank == 0) {
-        printf("# resolved configuration\n%s", text);
-        fflush(stdout);
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -156,6 +152,11 @@ int cmd_train(int argc, char **argv)
 
     aes_trainer t;
     aes_trainer_init(&t, &cfg, ckpt[0] ? ckpt : NULL, MPI_COMM_WORLD);
+    /* Printed once every check has passed: what this run really uses. */
+    if (rank == 0) {
+        printf("# resolved configuration\n%s", text);
+        fflush(stdout);
+    }
     int code = aes_trainer_run(&t, text);
     aes_trainer_free(&t);
     free(text);

@@ -119,6 +119,8 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
         aes_user_error("%s: train.global_batch = %lld does not divide by the %d ranks", c->path,
                        (long long)c->global_batch, t->dist.world);
 
+    if (!aes_file_exists(c->train_data))
+        aes_user_error("%s: data.train = \"%s\": no such file", c->path, c->train_data);
     aes_dataset_open(&t->ds, c->train_data);
     const aes_dataset *ds = &t->ds;
     if (ds->A == 0 || !ds->has_tokenizer)
