@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aesnet/core.h"
+
 /* Sums over ranks for batch-norm statistics. NULL, or a NULL fn, means
  * this process holds the whole batch (one rank, or per-rank statistics). */
 typedef struct aes_reducer {
@@ -119,5 +121,12 @@ void softmax_backward(float *dinp, const float *dout, const float *out, int N, i
 void l2norm_forward(float *out, float *norm, const float *inp, int N, int C);
 void l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm, int N,
                      int C);
+
+/* ---- the BLAS in use ---- */
+/* The kernel set OpenBLAS runs ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *aes_blas_core(void);
+/* sgemm in every transpose case and several edge shapes against a double
+ * loop: 0, or -1 with what went wrong (wrong kernels for this CPU). */
+int aes_blas_selfcheck(aes_err *err);
 
 #endif

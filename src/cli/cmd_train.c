@@ -11,6 +11,7 @@
 #include "aesnet/checkpoint.h"
 #include "aesnet/config.h"
 #include "aesnet/core.h"
+#include "aesnet/nn.h"
 #include "aesnet/train.h"
 #include "cli/cli.h"
 
@@ -86,6 +87,13 @@ int cmd_train(int argc, char **argv)
         else aes_user_error("train: one config file at a time ('%s' is extra)", a);
     }
     if (!cfg_path) aes_user_error("train: which config? (aesnet train CONFIG; see configs/)");
+    aes_err berr;
+    if (aes_blas_selfcheck(&berr) != 0) {
+        const char *ct = getenv("OPENBLAS_CORETYPE");
+        aes_user_error("OpenBLAS's %s kernels compute wrong results on this CPU (%s)%s",
+                       aes_blas_core(), berr.msg,
+                       ct ? ": unset OPENBLAS_CORETYPE or pick another core type" : "");
+    }
 
     aes_config want;
     aes_config_defaults(&want);

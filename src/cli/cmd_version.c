@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "aesnet_build_info.h"
+#include "aesnet/nn.h"
 #include "cli/cli.h"
 
 int aes_cuda_describe(char *out, size_t cap);
@@ -36,7 +37,8 @@ int cmd_version(void)
            AESNET_BUILT_HDF5_VERSION);
     printf("libconfig: %d.%d.%d\n", LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR,
            LIBCONFIG_VER_REVISION);
-    printf("BLAS:      OpenBLAS %s (%s)\n", AESNET_BUILT_BLAS_VERSION, openblas_get_config());
+    printf("BLAS:      OpenBLAS %s (%s; kernels in use: %s)\n", AESNET_BUILT_BLAS_VERSION,
+           openblas_get_config(), aes_blas_core());
     printf("CUDA:      %s (built: %s, toolkit %s)\n", cuda, AESNET_BUILD_CUDA,
            AESNET_BUILT_CUDA_VERSION);
     printf("images:    libjpeg-turbo (JPEG lib %d), libpng %s; JSON: jansson %s\n",
