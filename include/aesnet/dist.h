@@ -24,6 +24,7 @@ typedef struct aes_dist {
     size_t stage_n;
     aes_reducer bn;        /* batch-norm statistics over all ranks */
     double comm_seconds;   /* time inside collectives (blocking parts) */
+    double t_gather, t_scatter, t_grads, t_small; /* the same by kind */
     /* bucketed gradient all-reduce */
     float *grad;
     size_t grad_n, bucket;     /* floats; bucket size */

@@ -32,6 +32,7 @@ void cli_progress_end(cli_progress *p, int64_t done);
 int cli_is_help(const char *arg);
 int cmd_version(void);
 int cmd_train(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Install the fatal-error hook; mpi: whether MPI is (or will be) initialised. */
 void cli_install_fatal_hook(void);

@@ -15,6 +15,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  prep      build, generate, inspect and benchmark data sets (aesnet prep --help)\n"
             "  train     AesNet pre-training over MPI ranks (aesnet train --help)\n"
+            "  bench     time the phases of a few training steps (aesnet bench --help)\n"
             "\n"
             "options:\n"
             "  --version   code version, build flags and library versions\n"
@@ -36,5 +37,6 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) return cmd_version();
     if (!strcmp(cmd, "prep")) return cmd_prep(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     aes_user_error("unknown command '%s' (try aesnet --help)", cmd);
 }

@@ -71,6 +71,7 @@ void aes_dist_allgather_rows(aes_dist *d, const void *local, void *global, int A
             memcpy(g + ((size_t)a * d->world * B + (size_t)r * B) * row,
                    st + (size_t)r * per + (size_t)a * B * row, (size_t)B * row);
     d->comm_seconds += aes_now() - t0;
+    d->t_gather += aes_now() - t0;
 }
 
 void aes_dist_reduce_scatter_rows(aes_dist *d, const float *global, float *local, int A, int B,
@@ -91,6 +92,7 @@ void aes_dist_reduce_scatter_rows(aes_dist *d, const float *global, float *local
                    sizeof(float) * (size_t)B * C);
     MPI_CHECK(MPI_Reduce_scatter_block(st, local, (int)per, MPI_FLOAT, MPI_SUM, d->comm));
     d->comm_seconds += aes_now() - t0;
+    d->t_scatter += aes_now() - t0;
 }
 
 void aes_dist_allreduce_sum_f64(aes_dist *d, double *buf, int n)
@@ -99,6 +101,7 @@ void aes_dist_allreduce_sum_f64(aes_dist *d, double *buf, int n)
     double t0 = aes_now();
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->comm));
     d->comm_seconds += aes_now() - t0;
+    d->t_small += aes_now() - t0;
 }
 
 int aes_dist_bcast_int(aes_dist *d, int v)
@@ -160,4 +163,5 @@ void aes_dist_grads_end(aes_dist *d)
     if (d->n_req) MPI_CHECK(MPI_Waitall(d->n_req, d->req, MPI_STATUSES_IGNORE));
     d->n_req = 0;
     d->comm_seconds += aes_now() - t0;
+    d->t_grads += aes_now() - t0;
 }
