@@ -35,25 +35,7 @@
 
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
-
-/* OpenBLAS to one thread while OpenMP threads call it; returns the count to
- * restore, or 0 when nothing was changed. Only the pthread build needs it:
- * the OpenMP build already runs single-threaded inside a parallel region,
- * and there openblas_set_num_threads would set OpenMP's thread count
- * instead. (The pthread build keeps its idle threads; this is a store.) */
-static int blas_single_begin(void)
-{
-    if (openblas_get_parallel() != 1) return 0;
-    const int n = openblas_get_num_threads();
-    if (n <= 1) return 0;
-    openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_single_end(int n)
-{
-    if (n > 1) openblas_set_num_threads(n);
-}
+#include "nn/nn_internal.h"
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                        int causal)
@@ -63,7 +45,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     const int C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const int nbh = B * NH;
-    const int saved = blas_single_begin();
+    const int saved = aes_blas_serial_begin();
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < nbh; bh++) {
         const int b = bh / NH, h = bh % NH;
@@ -92,7 +74,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3, 0.0f,
                     o, C);
     }
-    blas_single_end(saved);
+    aes_blas_serial_end(saved);
 }
 
 /* Scratch floats PER THREAD: one T x T matrix (dP, turned into dS in
@@ -116,7 +98,7 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
     const float scale = 1.0f / sqrtf((float)hs);
     const int nbh = B * NH;
     const size_t per = attention_scratch_floats(T, C, NH);
-    const int saved = blas_single_begin();
+    const int saved = aes_blas_serial_begin();
 #pragma omp parallel
     {
         float *ds = scratch + (size_t)omp_get_thread_num() * per;
@@ -153,5 +135,5 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                         1.0f, dk, C3);
         }
     }
-    blas_single_end(saved);
+    aes_blas_serial_end(saved);
 }

@@ -3,7 +3,8 @@
  * the CPU it detects, or from OPENBLAS_CORETYPE, and some kernels of older
  * OpenBLAS releases compute wrong results on some CPUs. A few sgemm shapes
  * (all transpose cases, edge sizes that hit the kernels' remainder paths)
- * against a plain double-precision loop, at start-up.
+ * against a plain double-precision loop, at start-up. Also the switch that
+ * keeps OpenBLAS single-threaded inside OpenMP regions.
  */
 #include <cblas.h>
 #include <math.h>
@@ -13,7 +14,23 @@
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
 
+#include "nn/nn_internal.h"
+
 char *openblas_get_corename(void);
+
+int aes_blas_serial_begin(void)
+{
+    if (openblas_get_parallel() != 1) return 0;
+    const int t = openblas_get_num_threads();
+    if (t <= 1) return 0;
+    openblas_set_num_threads(1);
+    return t;
+}
+
+void aes_blas_serial_end(int saved)
+{
+    if (saved > 1) openblas_set_num_threads(saved);
+}
 
 const char *aes_blas_core(void) { return openblas_get_corename(); }
 

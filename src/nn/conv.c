@@ -50,6 +50,7 @@
 
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
+#include "nn/nn_internal.h"
 
 enum { COL_BLOCK_FLOATS = 256 * 1024 };
 
@@ -172,26 +173,6 @@ static void col2im_add(float *dinp, const float *dcol, const conv_shape *s, int 
     }
 }
 
-/* ---- OpenBLAS thread count around the sample-parallel regions ---------- */
-
-/* Only the pthread build of OpenBLAS (openblas_get_parallel() == 1) needs
- * this: the OpenMP build already runs single-threaded inside a parallel
- * region, and there openblas_set_num_threads would set OpenMP's own
- * thread count instead. Returns the count to restore, 0 if unchanged. */
-static int blas_serial_begin(void)
-{
-    if (openblas_get_parallel() != 1) return 0;
-    const int t = openblas_get_num_threads();
-    if (t <= 1) return 0;
-    openblas_set_num_threads(1);
-    return t;
-}
-
-static void blas_serial_end(int saved)
-{
-    if (saved > 1) openblas_set_num_threads(saved);
-}
-
 /* Sample-parallel needs a sample for every thread: with fewer, threads
  * would sit idle through im2col and the forward GEMMs, and OpenBLAS's own
  * threads are the better bet (a guess: only 2 cores were at hand to
@@ -251,14 +232,14 @@ void conv2d_forward(float *out, float *col, const float *inp, const float *w, co
         for (int n = 0; n < N; n++) forward_sample(out, col, inp, w, b, &s, n);
         return;
     }
-    const int saved = blas_serial_begin();
+    const int saved = aes_blas_serial_begin();
 #pragma omp parallel
     {
         float *buf = s.direct ? NULL : col + (size_t)omp_get_thread_num() * per;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) forward_sample(out, buf, inp, w, b, &s, n);
     }
-    blas_serial_end(saved);
+    aes_blas_serial_end(saved);
 }
 
 /* ---- backward ----------------------------------------------------------- */
@@ -327,7 +308,7 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
         return;
     }
 
-    const int saved = blas_serial_begin();
+    const int saved = aes_blas_serial_begin();
 #pragma omp parallel
     {
         const int T = omp_get_num_threads(), t = omp_get_thread_num();
@@ -362,5 +343,5 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
             }
         }
     }
-    blas_serial_end(saved);
+    aes_blas_serial_end(saved);
 }
