@@ -399,10 +399,13 @@ void aes_trainer_step(aes_trainer *t, aes_step_stats *st)
         st->skipped = 1;
         t->nonfinite_run++;
         t->nonfinite_total++;
-        if (t->nonfinite_run >= c->max_nonfinite)
+        if (t->nonfinite_run >= c->max_nonfinite) {
+            /* Every rank holds the same gradient and reaches this together. */
+            aes_set_user_errors_collective(1);
             aes_user_error("training diverged: %lld steps in a row with a non-finite loss or "
                            "gradient, the last at step %lld (lower train.lr, or raise train.clip)",
                            (long long)t->nonfinite_run, (long long)t->step + 1);
+        }
     } else {
         t->nonfinite_run = 0;
         aes_scale(m->P.grad, m->P.n_trainable, aes_clip_factor(st->grad_norm, (float)c->clip));
@@ -532,7 +535,7 @@ int aes_trainer_run(aes_trainer *t, const char *config_text)
         step_avg = (aes_now() - t_start) / (double)(t->step - first_step);
         double val = NAN;
         if (c->val_every > 0 && t->step % c->val_every == 0) val = aes_trainer_val_loss(t);
-        if (root && (t->step % c->log_every == 0 || t->step == c->steps || !isnan(val))) {
+        if (root && (t->step % c->log_every == 0 || t->step == c->steps || !isnan(val) || st.skipped)) {
             int64_t spe = aes_loader_steps_per_epoch(t->loader);
             double ips = acc_time > 0 ? (double)t->Bg * acc_n / acc_time : 0;
             char eta[32], line[2048];

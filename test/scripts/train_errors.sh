@@ -40,4 +40,16 @@ expect_error "aesnet: error: t.cfg: model.fusion differs from the checkpoint out
 if "$AESNET" train t.cfg --resume auto --set train.steps=3 > resume.log 2>&1 && grep -q "resuming from out/checkpoints/step_00000002.h5 (step 2)" resume.log; then ok
 else fail "resume with more steps: $(tail -2 resume.log)"; fi
 expect_error "aesnet: error: none.h5: cannot open: No such file or directory" run2 t.cfg --resume none.h5
+
+# Divergence: non-finite steps are skipped; max_nonfinite in a row stop the
+# run on every rank with one line.
+out=$(run2 t.cfg --set 'run.out_dir="div"' --set train.lr=1e30 --set train.clip=0.0 --set train.steps=20 --set train.max_nonfinite=2 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 1 ] && [[ "$out" == "aesnet: error: training diverged: 2 steps in a row with a non-finite loss or gradient, the last at step "*" (lower train.lr, or raise train.clip)" ]]; then ok
+else fail "divergence: rc=$rc: $out"; fi
+if grep -q ',1$' div/metrics.csv; then ok; else fail "skipped steps not in metrics.csv"; fi
+
+# train.max_walltime nearly spent: a checkpoint, exit 3.
+run2 t.cfg --set 'run.out_dir="wall"' --set train.steps=100000 --set train.max_walltime=1.0 > wall.log 2>&1; rc=$?
+if [ $rc -eq 3 ] && grep -q "stopping at step [0-9]* on the walltime limit" wall.log && ls wall/checkpoints/step_*.h5 > /dev/null 2>&1; then ok
+else fail "walltime: rc=$rc: $(tail -2 wall.log)"; fi
 finish
