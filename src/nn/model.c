@@ -23,6 +23,8 @@ void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB)
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->maxB = maxB;
+    /* The model keeps its own copy of the attribute names. */
+    for (int a = 0; a < cfg->A && a < AES_MAX_ATTR; a++) m->cfg.attr_names[a] = aes_strdup(cfg->attr_names[a]);
     const int A = cfg->A, D = cfg->D;
     AES_CHECK(A >= 1 && A <= AES_MAX_ATTR && D >= 1 && maxB >= 1);
     aes_params_init_table(&m->P);
@@ -114,6 +116,7 @@ void aes_model_free(aes_model *m)
                      m->xn, m->x,  m->yp, m->yn,  m->y,  m->dv,  m->du,  m->dh,  m->dxp,
                      m->dyp, m->dnv, m->dnu, m->dfout};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free(bufs[k]);
+    for (int a = 0; a < m->cfg.A; a++) free((char *)m->cfg.attr_names[a]);
     free(m->partner);
     free(m->p_img_proj);
     free(m->p_txt_proj);
