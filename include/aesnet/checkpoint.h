@@ -25,6 +25,7 @@ typedef struct aes_ckpt_meta {
     int64_t world_size;    /* ranks that wrote it (information: resume on any) */
     int64_t nonfinite;     /* updates skipped for non-finite values so far */
     uint64_t seed;
+    uint64_t tokenizer_hash; /* aes_tokenizer_hash of the training data's tokenizer (0: unknown) */
 } aes_ckpt_meta;
 
 /* Save to out_dir/checkpoints/step_%08lld.h5 (directories made as needed),

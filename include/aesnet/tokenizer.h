@@ -54,4 +54,8 @@ size_t aes_tokenizer_decode(const aes_tokenizer *tok, const int32_t *ids, int n,
 
 void aes_tokenizer_free(aes_tokenizer *tok);
 
+/* A 64-bit identity of the tokenizer (its merge table): data sets with the
+ * same hash encode text identically. Never 0. */
+uint64_t aes_tokenizer_hash(const aes_tokenizer *tok);
+
 #endif

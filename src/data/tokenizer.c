@@ -859,3 +859,10 @@ size_t aes_tokenizer_decode(const aes_tokenizer *tok, const int32_t *ids, int n,
     out[len] = 0;
     return len;
 }
+
+uint64_t aes_tokenizer_hash(const aes_tokenizer *tok)
+{
+    uint64_t h = aes_fnv1a(tok->merges, sizeof(int32_t) * 2 * (size_t)tok->n_merges);
+    h = aes_hash64(h ^ (uint64_t)tok->n_merges);
+    return h ? h : 1;
+}

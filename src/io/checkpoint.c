@@ -239,6 +239,7 @@ static void write_file(writer *w, const char *tmp_path, const aes_params *P, con
     put_i64(w, w->file, "world_size", meta->world_size);
     put_i64(w, w->file, "nonfinite", meta->nonfinite);
     put_i64(w, w->file, "seed", (int64_t)meta->seed); /* the same 64 bits */
+    put_i64(w, w->file, "tokenizer_hash", (int64_t)meta->tokenizer_hash);
     put_str(w, w->file, "created", created);
     put_str(w, w->file, "code_version", "aesnet " AESNET_VERSION " (git " AESNET_GIT_REV ")");
     put_str(w, w->file, "build_type", AESNET_BUILD_TYPE);
@@ -595,6 +596,8 @@ void aes_ckpt_peek(const char *path, aes_ckpt_meta *meta, char **config_text)
         meta->world_size = need_i64(f, path, "world_size");
         meta->nonfinite = need_i64(f, path, "nonfinite");
         meta->seed = (uint64_t)need_i64(f, path, "seed");
+        int64_t th = 0;
+        meta->tokenizer_hash = aes_h5_attr_read_i64(f, "tokenizer_hash", &th) == 0 ? (uint64_t)th : 0;
     }
     if (config_text) *config_text = read_config(f, path);
     H5Fclose(f);

@@ -583,7 +583,8 @@ int aes_trainer_run(aes_trainer *t, const char *config_text)
                                       .cursor = t->step * c->global_batch,
                                       .world_size = d->world,
                                       .nonfinite = t->nonfinite_total,
-                                      .seed = (uint64_t)c->seed};
+                                      .seed = (uint64_t)c->seed,
+                                      .tokenizer_hash = aes_tokenizer_hash(&t->ds.tok)};
                 char path[4200];
                 double k0 = aes_now();
                 aes_ckpt_save(c->out_dir, &t->model.P, t->m1, t->m2, &meta, config_text,

@@ -39,9 +39,9 @@ TENSORS = [
     ("image/stage1/block0/bn1/running_mean", 0, (8,)),
     ("image/stage1/block0/bn1/running_var", 0, (8,)),
 ]
-META = {"step": 42, "epoch": 2, "cursor": 42 * 64, "world_size": 2, "nonfinite": 1, "seed": 7}
+META = {"step": 42, "epoch": 2, "cursor": 42 * 64, "world_size": 2, "nonfinite": 1, "seed": 7, "tokenizer_hash": 99}
 CONFIG = 'seed = 7;\nmodel = { backbone = "resnet18"; };\n'
-INT_ATTRS = ["format_version", "step", "epoch", "cursor", "world_size", "nonfinite", "seed",
+INT_ATTRS = ["format_version", "step", "epoch", "cursor", "world_size", "nonfinite", "seed", "tokenizer_hash",
              "n_tensors", "n_trainable_floats"]
 STR_ATTRS = ["format", "created", "code_version", "build_type", "build_flags", "library_versions"]
 

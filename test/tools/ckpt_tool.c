@@ -49,7 +49,8 @@ int main(int argc, char **argv)
         }
     }
     aes_ckpt_meta meta = {
-        .step = 42, .epoch = 2, .cursor = 42 * 64, .world_size = 2, .nonfinite = 1, .seed = 7};
+        .step = 42, .epoch = 2, .cursor = 42 * 64, .world_size = 2, .nonfinite = 1, .seed = 7,
+        .tokenizer_hash = 99};
     const char *config = "seed = 7;\nmodel = { backbone = \"resnet18\"; };\n";
     char path[4096];
     aes_ckpt_save(argv[1], &P, m, v, &meta, config, 2, path, sizeof path);
