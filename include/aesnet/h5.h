@@ -19,6 +19,9 @@ void aes_h5_lock(void);
 void aes_h5_unlock(void);
 /* HDF5's innermost error message for the last failure (thread-local copy). */
 const char *aes_h5_errmsg(void);
+/* For a failed write: the system's reason inside HDF5's message ("No space
+ * left on device", "File too large"), or the whole message. */
+const char *aes_h5_write_reason(void);
 
 #define H5_CHECK(call)                                                                     \
     ({                                                                                    \

@@ -55,6 +55,11 @@ typedef struct aes_batch {
 
 typedef struct aes_loader aes_loader;
 
+/* A deep copy of a batch (to keep one beyond the next aes_loader_next),
+ * and the release of such a copy. */
+void aes_batch_copy(aes_batch *dst, const aes_batch *src);
+void aes_batch_free(aes_batch *b);
+
 /* The data set must stay open while the loader runs. User errors (a global
  * batch that does not divide by world, a split with too few rows) are
  * found here, identically on every rank. */

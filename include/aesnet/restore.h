@@ -12,6 +12,12 @@
 #include "aesnet/dataset.h"
 #include "aesnet/model.h"
 
+/* The model configuration of a run's config, for an image side R, a text
+ * vocabulary and context length and A attributes named names[A] (no
+ * frozen reference: training sets that). */
+void aes_model_cfg_from_config(aes_model_cfg *mc, const aes_config *c, int R, int vocab,
+                               int context, int A, char **names);
+
 /* image_size: the side the image encoder will see (ResNets take any; a
  * ViT's comes from its position embedding and this is checked against
  * it; 0 = the ViT's own, or 224). cfg_out may be NULL. Bad files are user

@@ -33,30 +33,10 @@ struct aes_dsw {
     uint8_t *done; /* [N] bit 1 image, 2 text, 4 meta: every row must be complete */
 };
 
-/* HDF5's write errors carry the system's reason deep inside a long line:
- * keep only "error message = '...'" when it is there. */
-static const char *write_reason(void)
-{
-    static _Thread_local char buf[256];
-    const char *m = aes_h5_errmsg();
-    const char *p = strstr(m, "error message = '");
-    if (p) {
-        p += strlen("error message = '");
-        const char *q = strchr(p, '\'');
-        size_t n = q ? (size_t)(q - p) : strlen(p);
-        if (n >= sizeof buf) n = sizeof buf - 1;
-        memcpy(buf, p, n);
-        buf[n] = 0;
-        return buf;
-    }
-    snprintf(buf, sizeof buf, "%s", m);
-    return buf;
-}
-
 #define WCHECK(w, call)                                                                       \
     do {                                                                                      \
         if ((call) < 0)                                                                       \
-            aes_user_error("%s: cannot write the data set: %s", (w)->final_path, write_reason()); \
+            aes_user_error("%s: cannot write the data set: %s", (w)->final_path, aes_h5_write_reason()); \
     } while (0)
 
 static hid_t create_ds(aes_dsw *w, hid_t loc, const char *name, hid_t type, int rank,
@@ -109,7 +89,7 @@ aes_dsw *aes_dsw_create(const char *path, const aes_dataset_spec *spec, int forc
     aes_h5_lock();
     w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0)
-        aes_user_error("%s: cannot create the output file: %s", path, write_reason());
+        aes_user_error("%s: cannot create the output file: %s", path, aes_h5_write_reason());
     aes_tmpfile_register(w->tmp_path);
     w->str_type = H5_CHECK(H5Tcopy(H5T_C_S1));
     H5_CHECK(H5Tset_size(w->str_type, H5T_VARIABLE));

@@ -105,7 +105,7 @@ static void batch_alloc(aes_loader *ld, aes_batch *b)
     b->features = ds->F ? aes_malloc(sizeof(float) * B * (size_t)ds->F, "batch features") : NULL;
 }
 
-static void batch_free(aes_batch *b)
+void aes_batch_free(aes_batch *b)
 {
     free(b->row);
     free(b->images);
@@ -115,6 +115,26 @@ static void batch_free(aes_batch *b)
     free(b->scores);
     free(b->labels);
     free(b->features);
+}
+
+void aes_batch_copy(aes_batch *dst, const aes_batch *src)
+{
+    *dst = *src;
+    const size_t B = (size_t)src->B, A = (size_t)src->A, L = (size_t)src->L, R = (size_t)src->R;
+#define DUP(field, n)                                                   \
+    do {                                                                \
+        dst->field = aes_malloc(sizeof(*src->field) * (n) + 1, #field); \
+        memcpy(dst->field, src->field, sizeof(*src->field) * (n));      \
+    } while (0)
+    DUP(row, B);
+    DUP(images, B * 3 * R * R);
+    DUP(tokens, A * B * L);
+    DUP(mask, A * B);
+    DUP(hash, A * B);
+    DUP(scores, B);
+    DUP(labels, B);
+    if (src->features) DUP(features, B * (size_t)src->F);
+#undef DUP
 }
 
 /* Per-worker scratch buffers. */
@@ -327,7 +347,7 @@ void aes_loader_close(aes_loader *ld)
     pthread_cond_broadcast(&ld->cv);
     pthread_mutex_unlock(&ld->mu);
     for (int t = 0; t < ld->cfg.workers; t++) pthread_join(ld->threads[t], NULL);
-    for (int k = 0; k < ld->nslots; k++) batch_free(&ld->slots[k].b);
+    for (int k = 0; k < ld->nslots; k++) aes_batch_free(&ld->slots[k].b);
     free(ld->slots);
     free(ld->threads);
     free(ld->rows);

@@ -29,26 +29,6 @@ char *openblas_get_config(void); /* OpenBLAS's own, not in every cblas.h */
 
 /* ---- small helpers ----------------------------------------------------- */
 
-/* HDF5's write errors carry the system's reason ("File too large") inside a
- * long line of offsets and descriptors: keep only that reason. */
-static const char *write_reason(void)
-{
-    static _Thread_local char buf[256];
-    const char *m = aes_h5_errmsg();
-    const char *key = "error message = '";
-    const char *p = strstr(m, key);
-    if (!p) {
-        snprintf(buf, sizeof buf, "%s", m);
-        return buf;
-    }
-    p += strlen(key);
-    const char *q = strchr(p, '\'');
-    size_t n = q ? (size_t)(q - p) : strlen(p);
-    if (n >= sizeof buf) n = sizeof buf - 1;
-    memcpy(buf, p, n);
-    buf[n] = 0;
-    return buf;
-}
 
 static void shape_str(int rank, const hsize_t *d, char *out, size_t cap)
 {
@@ -172,7 +152,7 @@ typedef struct {
     do {                                                                                           \
         if ((call) < 0)                                                                            \
             aes_user_error("%s: cannot write the checkpoint: %s", (w)->final_path,                 \
-                           write_reason());                                                        \
+                           aes_h5_write_reason());                                                        \
     } while (0)
 
 /* Attribute writes may flush metadata to disk, so they are checked like

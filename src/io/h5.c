@@ -51,6 +51,25 @@ const char *aes_h5_errmsg(void)
     return t_errmsg;
 }
 
+const char *aes_h5_write_reason(void)
+{
+    static _Thread_local char buf[256];
+    const char *m = aes_h5_errmsg();
+    const char *key = "error message = '";
+    const char *p = strstr(m, key);
+    if (!p) {
+        snprintf(buf, sizeof buf, "%s", m);
+        return buf;
+    }
+    p += strlen(key);
+    const char *q = strchr(p, '\'');
+    size_t n = q ? (size_t)(q - p) : strlen(p);
+    if (n >= sizeof buf) n = sizeof buf - 1;
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    return buf;
+}
+
 static void attr_write(hid_t obj, const char *name, hid_t type, const void *value)
 {
     hid_t space = H5_CHECK(H5Screate(H5S_SCALAR));

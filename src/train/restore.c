@@ -12,9 +12,8 @@
 #include "aesnet/core.h"
 #include "aesnet/h5.h"
 
-/* The model configuration of a config for given text sizes and attributes. */
-static void fill_cfg(aes_model_cfg *mc, const aes_config *c, int R, int vocab, int context, int A,
-                     char **names)
+void aes_model_cfg_from_config(aes_model_cfg *mc, const aes_config *c, int R, int vocab,
+                               int context, int A, char **names)
 {
     memset(mc, 0, sizeof *mc);
     mc->image = strcmp(c->image, "vit") == 0 ? AES_IMAGE_VIT : AES_IMAGE_RESNET;
@@ -44,7 +43,7 @@ void aes_model_from_config(aes_model *m, const aes_config *cfg, const aes_datase
         aes_user_error("%s: the model needs a data set with descriptions and a tokenizer (for "
                        "its attribute heads and text encoder)", ds->path);
     aes_model_cfg mc;
-    fill_cfg(&mc, cfg, image_size > 0 ? image_size : ds->S, ds->tok.vocab_size, ds->L, ds->A,
+    aes_model_cfg_from_config(&mc, cfg, image_size > 0 ? image_size : ds->S, ds->tok.vocab_size, ds->L, ds->A,
              ds->attr_names);
     aes_model_build(m, &mc, maxB);
 }
@@ -124,7 +123,7 @@ void aes_model_from_checkpoint(aes_model *m, const char *path, int image_size, i
         R = cfg.image_size > 0 ? cfg.image_size : 224;
     }
     aes_model_cfg mc;
-    fill_cfg(&mc, &cfg, R, (int)emb[0], (int)pos[0], l.n, l.names);
+    aes_model_cfg_from_config(&mc, &cfg, R, (int)emb[0], (int)pos[0], l.n, l.names);
     aes_model_build(m, &mc, maxB);
     aes_ckpt_load(path, &m->P, NULL, NULL);
     for (int a = 0; a < l.n; a++) free(l.names[a]);

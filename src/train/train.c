@@ -22,6 +22,7 @@
 #include "aesnet/core.h"
 #include "aesnet/loss.h"
 #include "aesnet/optim.h"
+#include "aesnet/restore.h"
 
 #define GRAD_BUCKET_FLOATS ((size_t)4 << 20) /* 16 MiB per all-reduce bucket */
 
@@ -33,60 +34,6 @@ void aes_train_request_stop(int sig) { g_stop_signal = sig; }
 
 /* ---- set-up ---------------------------------------------------------- */
 
-static void model_cfg_from(aes_model_cfg *mc, const aes_config *c, const aes_dataset *ds, int R)
-{
-    memset(mc, 0, sizeof *mc);
-    mc->image = strcmp(c->image, "vit") == 0 ? AES_IMAGE_VIT : AES_IMAGE_RESNET;
-    mc->resnet = (aes_resnet_cfg){.depth = c->resnet_depth, .width = (float)c->resnet_width, .image_size = R};
-    mc->vit = (aes_vit_cfg){.image_size = R, .patch = c->vit_patch, .width = c->vit_width,
-                            .depth = c->vit_depth, .heads = c->vit_heads};
-    mc->text = (aes_text_cfg){.vocab = ds->tok.vocab_size, .context = ds->L, .width = c->text_width,
-                              .depth = c->text_depth, .heads = c->text_heads};
-    mc->A = ds->A;
-    for (int a = 0; a < ds->A; a++) mc->attr_names[a] = ds->attr_names[a];
-    mc->D = c->embed_dim;
-    mc->fusion = !strcmp(c->fusion, "mlp") ? AES_FUSION_MLP
-                 : !strcmp(c->fusion, "transformer") ? AES_FUSION_TRANSFORMER
-                                                     : AES_FUSION_NONE;
-    mc->fusion_hidden = c->fusion_width;
-    mc->fusion_heads = c->fusion_heads;
-    mc->learn_scale = strcmp(c->logit_scale, "learned") == 0;
-    mc->init_scale = (float)(1.0 / c->temperature);
-    mc->frozen_reference = strcmp(c->affinity, "none") != 0 && strcmp(c->affinity_reference, "frozen") == 0;
-    mc->seed = (uint64_t)c->seed;
-}
-
-static void copy_batch(aes_batch *dst, const aes_batch *src)
-{
-    *dst = *src;
-    const size_t B = (size_t)src->B, A = (size_t)src->A, L = (size_t)src->L, R = (size_t)src->R;
-#define DUP(field, n)                                                   \
-    do {                                                                \
-        dst->field = aes_malloc(sizeof(*src->field) * (n) + 1, #field); \
-        memcpy(dst->field, src->field, sizeof(*src->field) * (n));      \
-    } while (0)
-    DUP(row, B);
-    DUP(images, B * 3 * R * R);
-    DUP(tokens, A * B * L);
-    DUP(mask, A * B);
-    DUP(hash, A * B);
-    DUP(scores, B);
-    DUP(labels, B);
-    if (src->features) DUP(features, B * (size_t)src->F);
-#undef DUP
-}
-
-static void free_batch(aes_batch *b)
-{
-    free(b->row);
-    free(b->images);
-    free(b->tokens);
-    free(b->mask);
-    free(b->hash);
-    free(b->scores);
-    free(b->labels);
-    free(b->features);
-}
 
 static void loader_cfg_from(aes_loader_cfg *lc, const aes_config *c, const aes_dist *d, int R)
 {
@@ -151,7 +98,9 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
                        "(train.global_batch %lld over %d ranks)", c->path, (long long)c->micro_batch,
                        t->B, (long long)c->global_batch, t->dist.world);
     aes_model_cfg mc;
-    model_cfg_from(&mc, c, ds, R);
+    aes_model_cfg_from_config(&mc, c, R, ds->tok.vocab_size, ds->L, ds->A, ds->attr_names);
+    /* Training also needs the frozen reference when the affinity loss uses it. */
+    mc.frozen_reference = t->affinity && !t->ref_features;
     t->D = mc.D;
     aes_model_build(&t->model, &mc, t->mb);
     if (!strcmp(c->batchnorm, "global")) t->model.image.red = &t->dist.bn;
@@ -216,7 +165,7 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
             vc.workers = 1;
             vc.prefetch = 1;
             aes_loader *vl = aes_loader_open(&t->ds, &vc);
-            copy_batch(&t->val, aes_loader_next(vl));
+            aes_batch_copy(&t->val, aes_loader_next(vl));
             aes_loader_close(vl);
             t->has_val = 1;
             t->Bv = (int)(vb / t->dist.world);
@@ -232,7 +181,7 @@ void aes_trainer_free(aes_trainer *t)
     aes_loader_close(t->loader);
     aes_model_free(&t->model);
     aes_dataset_close(&t->ds);
-    if (t->has_val) free_batch(&t->val);
+    if (t->has_val) aes_batch_free(&t->val);
     float *f[] = {t->m1, t->m2, t->x_all, t->y_all, t->dx_all, t->dy_all, t->dx, t->dy,
                   t->v_all, t->dv_all, t->dv, t->ref_all, t->scratch, t->xl, t->yl, t->vl,
                   t->vrefl, t->mdx, t->mdy, t->bufsave};
