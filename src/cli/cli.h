@@ -33,12 +33,18 @@ int cli_is_help(const char *arg);
 int cmd_version(void);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_ckpt(int argc, char **argv);
 
 /* Install the fatal-error hook; mpi: whether MPI is (or will be) initialised. */
 void cli_install_fatal_hook(void);
 /* Initialise MPI for subcommands that run on ranks; sets the log rank. */
 void cli_mpi_init(int *argc, char ***argv);
 void cli_mpi_finalize(void);
+
+/* Load a config file over the defaults, apply n `key=value` overrides and
+ * run the cross-key checks. */
+struct aes_config;
+void cli_load_config(struct aes_config *c, const char *path, const char *const *sets, int n);
 
 /* Argument helpers: report bad values as user errors naming the flag. */
 long cli_parse_long(const char *flag, const char *value, long lo, long hi);

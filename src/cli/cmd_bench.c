@@ -42,7 +42,6 @@ int cmd_bench(int argc, char **argv)
     const char *cfg_path = NULL, *json = NULL;
     int steps = 5, warm = 2;
     aes_config cfg;
-    aes_config_defaults(&cfg);
     const char **sets = aes_calloc((size_t)argc, sizeof(char *), "overrides");
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
@@ -59,8 +58,7 @@ int cmd_bench(int argc, char **argv)
         else aes_user_error("bench: one config file at a time ('%s' is extra)", a);
     }
     if (!cfg_path) aes_user_error("bench: which config? (aesnet bench CONFIG)");
-    aes_config_load(&cfg, cfg_path);
-    for (int k = 0; k < nsets; k++) aes_config_set(&cfg, sets[k]);
+    cli_load_config(&cfg, cfg_path, sets, nsets);
     cfg.steps = warm + steps;
     if (cfg.warmup > cfg.steps) cfg.warmup = 0;
     aes_config_validate(&cfg);

@@ -96,9 +96,7 @@ int cmd_train(int argc, char **argv)
     }
 
     aes_config want;
-    aes_config_defaults(&want);
-    aes_config_load(&want, cfg_path);
-    for (int k = 0; k < nsets; k++) aes_config_set(&want, sets[k]);
+    cli_load_config(&want, cfg_path, sets, nsets);
     aes_config_validate(&want);
 
     /* Which checkpoint, if any: rank 0 looks, everyone gets its answer. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aesnet/config.h"
 #include "aesnet/core.h"
 #include "cli/cli.h"
 
@@ -130,4 +131,11 @@ void cli_progress_end(cli_progress *p, int64_t done)
 {
     if (aes_log_get_level() < AES_LOG_INFO) return;
     progress_line(p, done, aes_now());
+}
+
+void cli_load_config(aes_config *c, const char *path, const char *const *sets, int n)
+{
+    aes_config_defaults(c);
+    aes_config_load(c, path);
+    for (int k = 0; k < n; k++) aes_config_set(c, sets[k]);
 }
