@@ -33,6 +33,8 @@ int cli_is_help(const char *arg);
 int cmd_version(void);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 
 /* Install the fatal-error hook; mpi: whether MPI is (or will be) initialised. */

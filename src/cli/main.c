@@ -16,6 +16,9 @@ static void usage(FILE *f)
             "  prep      build, generate, inspect and benchmark data sets (aesnet prep --help)\n"
             "  train     AesNet pre-training over MPI ranks (aesnet train --help)\n"
             "  bench     time the phases of a few training steps (aesnet bench --help)\n"
+            "  embed     features and embeddings of every row of a data set (aesnet embed --help)\n"
+            "  eval      ridge probe and retrieval of a frozen encoder (aesnet eval --help)\n"
+            "  ckpt      inspect and compare checkpoints, export the image encoder (aesnet ckpt --help)\n"
             "\n"
             "options:\n"
             "  --version   code version, build flags and library versions\n"
@@ -38,5 +41,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "prep")) return cmd_prep(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
     aes_user_error("unknown command '%s' (try aesnet --help)", cmd);
 }
