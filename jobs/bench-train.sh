@@ -18,7 +18,10 @@ base=""
 printf '%5s %8s %8s %10s %10s %8s   %s\n' ranks threads batch step_ms images/s eff breakdown_ms
 for w in "${ranks[@]}"; do
   th=$(( cores / w )); [ $th -ge 1 ] || th=1
-  mpirun -q --oversubscribe -np "$w" "$root/build/aesnet" bench "$cfg" --set train.global_batch=$(( b * w )) \
+  # Open MPI binds each of few ranks to one core: give multi-threaded ranks
+  # their cores (--map-by slot:PE=N does the same on a real node).
+  bind=(); [ "$th" -gt 1 ] && bind=(--bind-to none)
+  mpirun -q --oversubscribe "${bind[@]}" -np "$w" "$root/build/aesnet" bench "$cfg" --set train.global_batch=$(( b * w )) \
     --set train.threads=$th --json "$out/bench-train-$w.json" > "$out/bench-train-$w.log"
   /usr/bin/python3 - "$out/bench-train-$w.json" "$base" <<'PY'
 import json, sys
