@@ -72,6 +72,21 @@ def main():
     same = cos[lab[:, None] == lab[None, :]].mean()
     diff = cos[lab[:, None] != lab[None, :]].mean()
     check(same > 0.9 and abs(diff) < 0.3, f"features follow content classes: same {same:.3f}, different {diff:.3f}")
+    # The one-caption twin: the same images and scores, the five descriptions
+    # joined into one attribute.
+    subprocess.run([AESNET, "prep", "synth", "--out", f"{d}/cap.h5", "--n", "600", "--size", "48",
+                    "--seed", "11", "--quiet", "--features", "16", "--caption"], check=True)
+    with h5py.File(f"{d}/cap.h5", "r") as fcap:
+        names = [x.decode() if isinstance(x, bytes) else x for x in fcap["attributes"][:]]
+        check(names == ["caption"], f"caption attributes {names}")
+        check(np.array_equal(fcap["images"][:], fa["images"][:]), "caption twin has the same images")
+        check(np.array_equal(fcap["scores"][:], fa["scores"][:]), "caption twin has the same scores")
+        s0 = fcap["text/strings"][0, 0, 0]
+        s0 = s0.decode() if isinstance(s0, bytes) else s0
+        parts = [fa["text/strings"][0, a, 0] for a in range(5)]
+        parts = [p.decode() if isinstance(p, bytes) else p for p in parts]
+        check(s0 == "; ".join(parts), "the caption joins the five descriptions")
+        check(int(fcap.attrs["context_length"]) == 96, "caption context length 96")
     return finish()
 
 
