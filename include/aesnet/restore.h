@@ -12,6 +12,12 @@
 #include "aesnet/dataset.h"
 #include "aesnet/model.h"
 
+#include "aesnet/checkpoint.h"
+
+/* A checkpoint's meta data and stored configuration (user errors name the
+ * file). */
+void aes_ckpt_read_config(const char *path, aes_ckpt_meta *meta, aes_config *cfg);
+
 /* The model configuration of a run's config, for an image side R, a text
  * vocabulary and context length and A attributes named names[A] (no
  * frozen reference: training sets that). */

@@ -12,6 +12,7 @@
 #include "aesnet/config.h"
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
+#include "aesnet/restore.h"
 #include "aesnet/train.h"
 #include "cli/cli.h"
 
@@ -116,12 +117,8 @@ int cmd_train(int argc, char **argv)
         /* The checkpoint's configuration rules; only run-length and output
          * keys may change. */
         aes_ckpt_meta meta;
-        char *text = NULL;
-        aes_ckpt_peek(ckpt, &meta, &text);
         aes_config saved;
-        aes_config_defaults(&saved);
-        aes_config_from_text(&saved, text, ckpt);
-        free(text);
+        aes_ckpt_read_config(ckpt, &meta, &saved);
         char diff[4096];
         int n = aes_config_diff(&saved, &want, diff, sizeof diff);
         if (n > 0) {

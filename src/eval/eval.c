@@ -278,12 +278,8 @@ void aes_eval_open_model(aes_model *m, const char *ckpt, const char *config, con
         aes_model_from_config(m, &cfg, ds, R, maxB);
     } else {
         aes_ckpt_meta meta;
-        char *text = NULL;
-        aes_ckpt_peek(ckpt, &meta, &text);
         aes_config cfg;
-        aes_config_defaults(&cfg);
-        aes_config_from_text(&cfg, text, ckpt);
-        free(text);
+        aes_ckpt_read_config(ckpt, &meta, &cfg);
         if (ds->A > 0 && ds->has_tokenizer && meta.tokenizer_hash != 0 &&
             aes_tokenizer_hash(&ds->tok) != meta.tokenizer_hash)
             aes_user_error("%s: made with another tokenizer than the training data of %s; rebuild "
@@ -293,8 +289,8 @@ void aes_eval_open_model(aes_model *m, const char *ckpt, const char *config, con
         aes_model_from_checkpoint(m, ckpt, vit ? 0 : ds->S, maxB, NULL);
         step = meta.step;
         if (ds->A > 0) {
-            /* By parameter name: the model's attribute name strings are
-             * not kept after it is built. */
+            /* By parameter name: the checkpoint's head order need not be
+             * the data set's attribute order. */
             for (int a = 0; a < ds->A; a++) {
                 char n[AES_MAX_NAME];
                 snprintf(n, sizeof n, "head/%s/image_proj", ds->attr_names[a]);

@@ -76,16 +76,21 @@ static int dims_of(hid_t f, const char *path, hsize_t *dims)
     return r;
 }
 
+void aes_ckpt_read_config(const char *path, aes_ckpt_meta *meta, aes_config *cfg)
+{
+    char *text = NULL;
+    aes_ckpt_peek(path, meta, &text);
+    aes_config_defaults(cfg);
+    aes_config_from_text(cfg, text, path);
+    free(text);
+}
+
 void aes_model_from_checkpoint(aes_model *m, const char *path, int image_size, int maxB,
                                aes_config *cfg_out)
 {
     aes_ckpt_meta meta;
-    char *text = NULL;
-    aes_ckpt_peek(path, &meta, &text);
     aes_config cfg;
-    aes_config_defaults(&cfg);
-    aes_config_from_text(&cfg, text, path);
-    free(text);
+    aes_ckpt_read_config(path, &meta, &cfg);
 
     /* What the stored tensors say: attributes (in creation order, which is
      * the data set's), vocabulary, context, and a ViT's resolution. */
