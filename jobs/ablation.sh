@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The ablation of the choices the method leaves open, on the demo data:
 # trains the demo model (configs/demo.cfg, 2 ranks) once per variant and
-# evaluates each with the ridge probe and retrieval, against a randomly
-# initialised encoder; writes OUT/table.md (and one eval JSON per variant).
-#   bash jobs/ablation.sh [OUT] [STEPS]      (default demo/ablation, 300)
+# seed (run.seed: initialisation, data order, augmentation; the data set
+# stays the same) and evaluates each with the ridge probe and retrieval,
+# against a randomly initialised encoder of every seed; writes
+# OUT/table.md (mean and standard deviation over the seeds) and one eval
+# JSON per run.
+#   bash jobs/ablation.sh [OUT] [STEPS] [SEEDS]   (default demo/ablation, 300, "0 1 2")
 # Needs a build (bash jobs/build.sh); makes demo/demo.h5 and a one-caption
-# twin of it if they are missing. About 2 minutes per variant on 2 cores.
+# twin of it if they are missing. About 2 minutes per run on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/demo/ablation}; steps=${2:-300}
+out=${1:-$root/demo/ablation}; steps=${2:-300}; seeds=${3:-0 1 2}
 A=$root/build/aesnet
 export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
@@ -28,30 +31,49 @@ variants=(
   "duplicates negative|$data|loss.duplicates=negative"
   "one caption per image|$cap|"
 )
-printf '| variant | SRCC | PLCC | ACC | RMSE | mean i2t R@5 (%%) | mean t2i R@5 (%%) |\n|---|---|---|---|---|---|---|\n' > "$out/table.md"
-row() { # name json
-  /usr/bin/python3 - "$1" "$2" >> "$out/table.md" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[2]))
-r = j.get("retrieval") or {}
-m = lambda k: 100 * sum(v[k] for v in r.values()) / len(r) if r else float("nan")
-print(f"| {sys.argv[1]} | {j['srcc']:.3f} | {j['plcc']:.3f} | {j['acc']:.3f} | {j['rmse']:.3f} | {m('i2t_r5'):.1f} | {m('t2i_r5'):.1f} |")
+row() { # name json...: mean (sd) over the seeds' JSON files
+  /usr/bin/python3 - "$@" >> "$out/table.md" <<'PY'
+import json, statistics, sys
+js = [json.load(open(p)) for p in sys.argv[2:]]
+def r5(j, k):
+    r = j.get("retrieval") or {}
+    return 100 * sum(v[k] for v in r.values()) / len(r) if r else float("nan")
+cols = [[j["srcc"] for j in js], [j["plcc"] for j in js], [j["acc"] for j in js],
+        [j["rmse"] for j in js], [r5(j, "i2t_r5") for j in js], [r5(j, "t2i_r5") for j in js]]
+def cell(x, f):
+    sd = statistics.stdev(x) if len(x) > 1 else 0.0
+    return f"{statistics.mean(x):{f}} ({sd:{f}})"
+fmt = [".3f", ".3f", ".3f", ".3f", ".1f", ".1f"]
+print(f"| {sys.argv[1]} | " + " | ".join(cell(c, f) for c, f in zip(cols, fmt)) + " |")
 PY
 }
+n=$(wc -w <<<"$seeds")
+{ printf 'Mean (standard deviation) over %s seeds (%s), %s steps each; probe and retrieval on the test split.\n\n' "$n" "$seeds" "$steps"
+  printf '| variant | SRCC | PLCC | ACC | RMSE | mean i2t R@5 (%%) | mean t2i R@5 (%%) |\n|---|---|---|---|---|---|---|\n'; } > "$out/table.md"
 i=0
 for v in "${variants[@]}"; do
   IFS='|' read -r name d sets <<<"$v"
-  i=$((i + 1)); run=$out/run$i
-  args=(--set "run.out_dir=\"$run\"" --set "data.train=\"$d\"" --set train.steps=$steps --set train.threads=1)
-  for s in $sets; do args+=(--set "$s"); done
-  rm -rf "$run"
+  i=$((i + 1)); jsons=()
   echo "== $name"
-  mpirun -q --oversubscribe -np 2 "$A" train "$root/configs/demo.cfg" "${args[@]}" > "$run.log" 2>&1 || { tail -3 "$run.log"; exit 1; }
-  # Evaluated on its own data (the caption twin has the same images, scores
-  # and splits; its retrieval is over captions).
-  "$A" eval --ckpt "$run/checkpoints/latest" --data "$d" --json "$run.json" > /dev/null 2>&1
-  row "$name" "$run.json"
+  for seed in $seeds; do
+    run=$out/run${i}_seed$seed
+    args=(--set "run.out_dir=\"$run\"" --set "data.train=\"$d\"" --set train.steps=$steps --set train.threads=1
+          --set run.seed=$seed)
+    for s in $sets; do args+=(--set "$s"); done
+    rm -rf "$run"
+    mpirun -q --oversubscribe -np 2 "$A" train "$root/configs/demo.cfg" "${args[@]}" > "$run.log" 2>&1 || { tail -3 "$run.log"; exit 1; }
+    # Evaluated on its own data (the caption twin has the same images,
+    # scores and splits; its retrieval is over captions).
+    "$A" eval --ckpt "$run/checkpoints/latest" --data "$d" --json "$run.json" > /dev/null 2>&1
+    jsons+=("$run.json")
+  done
+  row "$name" "${jsons[@]}"
 done
-"$A" eval --ckpt random --config "$root/configs/demo.cfg" --data "$data" --json "$out/random.json" > /dev/null 2>&1
-row "random initialisation" "$out/random.json"
+jsons=()
+for seed in $seeds; do
+  sed "s/^\( *seed = \)0;/\1$seed;/" "$root/configs/demo.cfg" > "$out/random_seed$seed.cfg"
+  "$A" eval --ckpt random --config "$out/random_seed$seed.cfg" --data "$data" --json "$out/random_seed$seed.json" > /dev/null 2>&1
+  jsons+=("$out/random_seed$seed.json")
+done
+row "random initialisation" "${jsons[@]}"
 cat "$out/table.md"

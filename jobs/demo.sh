@@ -4,7 +4,7 @@
 # ranks (configs/demo.cfg), writing checkpoints and metrics to demo/run;
 # then show how the losses fell, plot the curves, and evaluate the
 # pre-trained encoder against a randomly initialised one (linear probe on
-# the scores, per-attribute retrieval).
+# the scores, per-attribute retrieval, EMD fine-tune on the votes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/jobs/install-deps.sh"
@@ -30,7 +30,7 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
 fi
 echo
 echo "== the pre-trained encoder =="
-"$root/build/aesnet" eval --ckpt demo/run/checkpoints/latest --data demo/demo.h5 --json demo/eval.json 2>/dev/null
+"$root/build/aesnet" eval --ckpt demo/run/checkpoints/latest --data demo/demo.h5 --finetune --json demo/eval.json 2>/dev/null
 echo
 echo "== a randomly initialised encoder of the same architecture =="
-"$root/build/aesnet" eval --ckpt random --config configs/demo.cfg --data demo/demo.h5 --json demo/eval_random.json 2>/dev/null
+"$root/build/aesnet" eval --ckpt random --config configs/demo.cfg --data demo/demo.h5 --finetune --json demo/eval_random.json 2>/dev/null

@@ -109,7 +109,49 @@ typedef struct aes_embedder {
 } aes_embedder;
 
 void aes_embedder_init(aes_embedder *e, aes_model *m, aes_dataset *ds, int maxB);
+/* Row i's image as the training loader gives it without augmentation
+ * (resized to the model's side, normalised), mirrored left-right when
+ * flip, into dst [3, R, R]. */
+void aes_embedder_load(aes_embedder *e, int64_t i, int flip, float *dst);
 void aes_embedder_run(aes_embedder *e, int64_t i0, int B);
 void aes_embedder_free(aes_embedder *e);
+
+/* ---- EMD fine-tune (src/eval/finetune.c) ------------------------------------- */
+
+/* EMD_r (r = 1 or 2) between distributions p and q over the 10 ordered
+ * bins: ( (1/10) sum_k |CDF_p(k) - CDF_q(k)|^r )^(1/r). */
+double aes_emd(const float *p, const float *q, int r);
+/* The fine-tune loss: the mean over B rows of EMD_2(softmax(logits_i),
+ * target_i), target rows summing to 1. dlogits [B, 10] (may be NULL) is
+ * overwritten with its gradient. */
+double aes_emd_loss(const float *logits, const float *target, int B, float *dlogits);
+
+typedef struct aes_finetune_cfg {
+    int epochs, batch;
+    float lr;            /* peak learning rate of the encoder */
+    float head_lr;       /* of the 10-way head */
+    float weight_decay;  /* AdamW, on weights (not norms or biases) */
+    uint64_t seed;       /* head initialisation, shuffling, flips */
+    int quiet;           /* no line per epoch */
+} aes_finetune_cfg;
+
+typedef struct aes_finetune_result {
+    int64_t n[3];              /* rows per split */
+    int best_epoch;            /* the epoch kept: lowest val EMD_2 */
+    double val_emd2;
+    double emd1, emd2;         /* test, mean over rows */
+    double base_emd1, base_emd2; /* test, predicting the train rows' mean distribution */
+    aes_reg_metrics rm;        /* of the predicted mean score sum_k k p_k */
+    double seconds;
+} aes_finetune_result;
+
+/* Fine-tune e's image encoder (changed in place) and a new head on the
+ * vote distributions of rows[0] (AdamW, one epoch of linear warm-up, then
+ * cosine decay; random left-right flips), keep the epoch with the lowest
+ * mean EMD_2 on rows[1], and fill out with its results on rows[2];
+ * test_dist [n[2], 10] gets its predicted distributions. Every row given
+ * must have votes. */
+void aes_finetune_emd(aes_embedder *e, const aes_finetune_cfg *c, int64_t *const rows[3],
+                      const int64_t n[3], float *test_dist, aes_finetune_result *out);
 
 #endif

@@ -2,7 +2,8 @@
  * The embedded demo data set: procedurally rendered scenes whose aesthetic
  * attributes are known and visible in the pixels, with one description per
  * attribute generated from the attribute values in varied wording, a score
- * that is a noisy function of the attribute qualities, and a content class.
+ * that is a noisy function of the attribute qualities (the mean of a 10-bin
+ * vote distribution), and a content class.
  * Everything is a pure function of (seed, index): deterministic.
  */
 #ifndef AESNET_SYNTH_H
@@ -29,7 +30,9 @@ typedef struct aes_synth_sample {
     int focus;      /* focus: 0 sharp subject on blurred background, 1 all sharp, 2 all blurred */
     int clutter;    /* subject: 0 clean, 1 some, 2 cluttered */
     float quality[AES_SYNTH_NATTR]; /* per attribute in [0, 1], from the values above */
-    float score;    /* in [1, 10]: noisy function of the qualities */
+    float score;    /* in [1, 10]: noisy function of the qualities; the mean of votes */
+    float votes[10]; /* AVA-style counts of scores 1..10: 120 to 279 voters, spread wider
+                      * for clashing colours, tilted horizons and clutter */
     char desc[AES_SYNTH_NATTR][AES_SYNTH_DESC_CAP]; /* one description per attribute */
 } aes_synth_sample;
 

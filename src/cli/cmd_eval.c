@@ -3,7 +3,9 @@
  * probe from its standardised features to the score (penalty chosen on
  * val), reported on test (SRCC, PLCC, binary accuracy, RMSE, MAE), and per
  * attribute image<->text retrieval recall@1/@5 among the test rows that
- * have that attribute. Runs on one process.
+ * have that attribute. With --finetune, on a data set with vote
+ * distributions, also NIMA's EMD fine-tune (src/eval/finetune.c). Runs on
+ * one process.
  */
 #include <math.h>
 #include <mpi.h>
@@ -38,7 +40,21 @@ static void usage(FILE *f)
             "  --json OUT           also write the numbers as JSON\n"
             "  --train-fraction F   fit on a seeded fraction F of the train rows (0.2: the\n"
             "                       few-shot setting; default 1)\n"
-            "  --seed K             seed of that draw (default 0)\n");
+            "  --seed K             seed of that draw and of the fine-tune (default 0)\n"
+            "  --predictions OUT    write the test rows' predictions as CSV: row, score, the\n"
+            "                       probe's score, and with --finetune its score and the\n"
+            "                       10 bin probabilities\n"
+            "\n"
+            "Fine-tune (needs the data set's 10-bin vote distributions, /votes):\n"
+            "  --finetune           also train the encoder and a 10-way softmax head on the\n"
+            "                       train rows' vote distributions with the EMD loss (r=2),\n"
+            "                       keep the epoch with the lowest val EMD and report test\n"
+            "                       EMD r=1 and r=2 and the metrics of the predicted mean\n"
+            "  --ft-epochs E        epochs (default 20)\n"
+            "  --ft-batch B         batch size (default 32)\n"
+            "  --ft-lr LR           peak learning rate of the encoder (default 1e-4)\n"
+            "  --ft-head-lr LR      of the head (default 1e-3)\n"
+            "  --ft-weight-decay W  AdamW weight decay (default 1e-4)\n");
 }
 
 static void json_num(FILE *f, const char *key, double x, const char *sep)
@@ -58,6 +74,24 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* A text output written under a temporary name and renamed when complete
+ * (a failed run leaves nothing); flag names the option in errors. */
+static FILE *out_open(const char *path, const char *flag, char *tmp, size_t cap)
+{
+    aes_tmp_name(path, tmp, cap);
+    FILE *f = fopen(tmp, "w");
+    if (!f) aes_user_error("%s: cannot write (%s)", path, flag);
+    aes_tmpfile_register(tmp);
+    return f;
+}
+
+static void out_close(FILE *f, const char *path, const char *flag, const char *tmp)
+{
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        aes_user_error("%s: cannot write (%s)", path, flag);
+    aes_tmpfile_forget(tmp);
+}
+
 typedef struct {
     double r[4]; /* i2t@1, i2t@5, t2i@1, t2i@5 */
     int64_t n;
@@ -69,8 +103,12 @@ int cmd_eval(int argc, char **argv)
     int world = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     const char *ckpt = NULL, *data = NULL, *json = NULL, *config = NULL;
+    const char *predictions = NULL;
     double fraction = 1.0;
     uint64_t seed = 0;
+    int finetune = 0;
+    aes_finetune_cfg fc = {.epochs = 20, .batch = 32, .lr = 1e-4f, .head_lr = 1e-3f,
+                           .weight_decay = 1e-4f};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -85,6 +123,18 @@ int cmd_eval(int argc, char **argv)
             fraction = cli_parse_double(a, cli_need_value(argc, argv, &i), 1e-6, 1.0);
         else if (!strcmp(a, "--seed"))
             seed = (uint64_t)cli_parse_long(a, cli_need_value(argc, argv, &i), 0, INT64_MAX);
+        else if (!strcmp(a, "--predictions")) predictions = cli_need_value(argc, argv, &i);
+        else if (!strcmp(a, "--finetune")) finetune = 1;
+        else if (!strcmp(a, "--ft-epochs"))
+            fc.epochs = (int)cli_parse_long(a, cli_need_value(argc, argv, &i), 1, 100000);
+        else if (!strcmp(a, "--ft-batch"))
+            fc.batch = (int)cli_parse_long(a, cli_need_value(argc, argv, &i), 2, 4096);
+        else if (!strcmp(a, "--ft-lr"))
+            fc.lr = (float)cli_parse_double(a, cli_need_value(argc, argv, &i), 0.0, 1.0);
+        else if (!strcmp(a, "--ft-head-lr"))
+            fc.head_lr = (float)cli_parse_double(a, cli_need_value(argc, argv, &i), 0.0, 1.0);
+        else if (!strcmp(a, "--ft-weight-decay"))
+            fc.weight_decay = (float)cli_parse_double(a, cli_need_value(argc, argv, &i), 0.0, 1.0);
         else aes_user_error("eval: unknown option '%s' (try --help)", a);
     }
     if (world > 1) aes_user_error("eval: runs on one process, not %d (start it without mpirun)", world);
@@ -103,9 +153,26 @@ int cmd_eval(int argc, char **argv)
                            "the penalty on val and reports on test)",
                            data, aes_split_names[s]);
 
+    if (finetune) {
+        if (!ds.has_votes)
+            aes_user_error("%s: /votes: no vote distributions in this data set (--finetune trains "
+                           "on them; prep build reads them as 10 vote counts in 'score')",
+                           data);
+        int64_t nv[3] = {0, 0, 0};
+        for (int64_t i = 0; i < ds.N; i++)
+            if (ds.split[i] < 3 && isfinite(ds.votes[(size_t)i * AES_NBINS])) nv[ds.split[i]]++;
+        for (int s = 0; s < 3; s++)
+            if (nv[s] < (s == AES_SPLIT_TRAIN ? 2 : 1))
+                aes_user_error("%s: /votes: no vote distributions in the %s split (--finetune "
+                               "trains on train, keeps the best epoch on val, reports on test)",
+                               data, aes_split_names[s]);
+    }
+
     aes_model m;
     int64_t step = -1;
-    const int maxB = (int)(ds.N < EVAL_BATCH ? ds.N : EVAL_BATCH);
+    int maxB = finetune && fc.batch > EVAL_BATCH ? fc.batch : EVAL_BATCH;
+    if (maxB > ds.N) maxB = (int)ds.N;
+    if (fc.batch > maxB) fc.batch = maxB;
     aes_eval_open_model(&m, ckpt, config, &ds, maxB, &step);
     aes_embedder e;
     aes_embedder_init(&e, &m, &ds, maxB);
@@ -206,6 +273,27 @@ int cmd_eval(int argc, char **argv)
         free(qy);
     }
 
+    /* The fine-tune: the probe's rows that have votes. */
+    aes_finetune_result fr;
+    memset(&fr, 0, sizeof fr);
+    float *ft_dist = NULL;
+    int64_t *ft_rows[3] = {NULL, NULL, NULL}, ft_n[3] = {0, 0, 0};
+    if (finetune) {
+        for (int s = 0; s < 3; s++) {
+            ft_rows[s] = aes_malloc(sizeof(int64_t) * (size_t)(n[s] ? n[s] : 1), "fine-tune rows");
+            for (int64_t k = 0; k < n[s]; k++)
+                if (isfinite(ds.votes[(size_t)rows[s][k] * AES_NBINS]))
+                    ft_rows[s][ft_n[s]++] = rows[s][k];
+        }
+        if (ft_n[0] < 2)
+            aes_user_error("%s: /votes: fewer than 2 train rows with votes in the --train-fraction "
+                           "draw (raise it)",
+                           data);
+        fc.seed = seed;
+        ft_dist = aes_malloc(sizeof(float) * (size_t)ft_n[2] * AES_NBINS, "test distributions");
+        aes_finetune_emd(&e, &fc, ft_rows, ft_n, ft_dist, &fr);
+    }
+
     const char *what = strcmp(ckpt, "random") ? ckpt : "random initialisation";
     printf("eval: %s", what);
     if (step >= 0) printf(" (step %lld)", (long long)step);
@@ -223,18 +311,78 @@ int cmd_eval(int argc, char **argv)
             printf("  %-16s %6lld %7.1f %7.1f %7.1f %7.1f\n", ds.attr_names[a], (long long)rt[a].n,
                    100 * rt[a].r[0], 100 * rt[a].r[1], 100 * rt[a].r[2], 100 * rt[a].r[3]);
     }
+    if (finetune) {
+        printf("EMD fine-tune: %lld train / %lld val / %lld test rows with votes, %d epochs "
+               "(best on val: %d), %.0f s\n",
+               (long long)fr.n[0], (long long)fr.n[1], (long long)fr.n[2], fc.epochs,
+               fr.best_epoch, fr.seconds);
+        printf("  %-8s %-8s %-8s %-8s %-8s %-8s %-8s\n", "EMD1", "EMD2", "SRCC", "PLCC", "ACC",
+               "RMSE", "MAE");
+        printf("  %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f\n", fr.emd1, fr.emd2, fr.rm.srcc,
+               fr.rm.plcc, fr.rm.acc, fr.rm.rmse, fr.rm.mae);
+        printf("  (the train rows' mean distribution for every image: EMD1 %.4f, EMD2 %.4f)\n",
+               fr.base_emd1, fr.base_emd2);
+    }
+    if (predictions) {
+        char tmp[4200];
+        FILE *f = out_open(predictions, "--predictions", tmp, sizeof tmp);
+        fprintf(f, "row,score,probe");
+        if (finetune) {
+            fprintf(f, ",finetune");
+            for (int k = 1; k <= AES_NBINS; k++) fprintf(f, ",p%d", k);
+        }
+        fprintf(f, "\n");
+        int64_t j = 0; /* the next fine-tuned test row */
+        for (int64_t k = 0; k < n[2]; k++) {
+            const int64_t r = rows[2][k];
+            fprintf(f, "%lld,%.9g,%.9g", (long long)r, ys[2][k], pred[k]);
+            if (finetune) {
+                if (j < ft_n[2] && ft_rows[2][j] == r) {
+                    const float *p = ft_dist + (size_t)j * AES_NBINS;
+                    double mu = 0;
+                    for (int b = 0; b < AES_NBINS; b++) mu += (b + 1) * (double)p[b];
+                    fprintf(f, ",%.9g", mu);
+                    for (int b = 0; b < AES_NBINS; b++) fprintf(f, ",%.9g", p[b]);
+                    j++;
+                } else {
+                    for (int b = 0; b <= AES_NBINS; b++) fprintf(f, ",");
+                }
+            }
+            fprintf(f, "\n");
+        }
+        out_close(f, predictions, "--predictions", tmp);
+    }
     if (json) {
         char tmp[4200];
-        aes_tmp_name(json, tmp, sizeof tmp);
-        FILE *f = fopen(tmp, "w");
-        if (!f) aes_user_error("%s: cannot write (--json)", json);
-        aes_tmpfile_register(tmp);
+        FILE *f = out_open(json, "--json", tmp, sizeof tmp);
         fprintf(f, "{");
         json_num(f, "srcc", rm.srcc, ", ");
         json_num(f, "plcc", rm.plcc, ", ");
         json_num(f, "acc", rm.acc, ", ");
         json_num(f, "rmse", rm.rmse, ", ");
         json_num(f, "mae", rm.mae, ", ");
+        if (finetune) {
+            json_num(f, "emd1", fr.emd1, ", ");
+            json_num(f, "emd2", fr.emd2, ", ");
+            fprintf(f, "\"finetune\": {");
+            json_num(f, "emd1", fr.emd1, ", ");
+            json_num(f, "emd2", fr.emd2, ", ");
+            json_num(f, "srcc", fr.rm.srcc, ", ");
+            json_num(f, "plcc", fr.rm.plcc, ", ");
+            json_num(f, "acc", fr.rm.acc, ", ");
+            json_num(f, "rmse", fr.rm.rmse, ", ");
+            json_num(f, "mae", fr.rm.mae, ", ");
+            json_num(f, "baseline_emd1", fr.base_emd1, ", ");
+            json_num(f, "baseline_emd2", fr.base_emd2, ", ");
+            json_num(f, "val_emd2", fr.val_emd2, ", ");
+            fprintf(f, "\"best_epoch\": %d, \"epochs\": %d, \"batch\": %d, ", fr.best_epoch,
+                    fc.epochs, fc.batch);
+            json_num(f, "lr", fc.lr, ", ");
+            json_num(f, "head_lr", fc.head_lr, ", ");
+            json_num(f, "weight_decay", fc.weight_decay, ", ");
+            fprintf(f, "\"n_train\": %lld, \"n_val\": %lld, \"n_test\": %lld}, ",
+                    (long long)fr.n[0], (long long)fr.n[1], (long long)fr.n[2]);
+        }
         fprintf(f, "\"n_train\": %lld, \"n_val\": %lld, \"n_test\": %lld, ", (long long)n[0],
                 (long long)n[1], (long long)n[2]);
         json_num(f, "penalty", lam, ", ");
@@ -255,18 +403,18 @@ int cmd_eval(int argc, char **argv)
             fprintf(f, "\"n\": %lld}", (long long)rt[a].n);
         }
         fprintf(f, "}}\n");
-        if (fclose(f) != 0) aes_user_error("%s: cannot write (--json)", json);
-        if (rename(tmp, json) != 0) aes_user_error("%s: cannot write (--json)", json);
-        aes_tmpfile_forget(tmp);
+        out_close(f, json, "--json", tmp);
     }
 
     for (int s = 0; s < 3; s++) {
+        free(ft_rows[s]);
         free(rows[s]);
         free(Xs[s]);
         free(ys[s]);
     }
     free(w);
     free(pred);
+    free(ft_dist);
     free(rt);
     free(tx);
     free(ty);

@@ -19,8 +19,9 @@ static void usage(FILE *f)
             "\n"
             "Generate the demo data set: rendered scenes whose colour, light, composition,\n"
             "focus and subject are known and visible, one description per attribute, a score\n"
-            "(a noisy function of the attribute qualities, scale 1-10), a content class and a\n"
-            "content feature per image. Deterministic for a seed.\n"
+            "(a noisy function of the attribute qualities, scale 1-10) with the 10-bin vote\n"
+            "distribution it is the mean of, a content class and a content feature per image.\n"
+            "Deterministic for a seed.\n"
             "\n"
             "  --out FILE.h5          output data set (required)\n"
             "  --n N                  images (default 2000)\n"
@@ -102,7 +103,7 @@ int cmd_prep_synth(int argc, char **argv)
         .N = N, .S = S, .A = A, .K = K, .L = L,
         .attr_names = caption ? caption_name : aes_synth_attr_names,
         .F = F, .n_classes = AES_SYNTH_NCLASS, .class_names = aes_synth_class_names,
-        .score_min = 1, .score_max = 10, .compress = compress, .provenance = prov,
+        .score_min = 1, .score_max = 10, .has_votes = 1, .compress = compress, .provenance = prov,
     };
     aes_dsw *w = aes_dsw_create(out, &spec, force);
     int32_t *tokens = aes_malloc(sizeof(int32_t) * (size_t)A * K * L, "tokens");
@@ -126,7 +127,7 @@ int cmd_prep_synth(int argc, char **argv)
         aes_dsw_put_image(w, i, rgb);
         aes_dsw_put_text(w, i, tokens, count, d);
         if (F) aes_synth_content_feature(seed, meta.content, i, feat, F);
-        aes_dsw_put_meta(w, i, meta.score, NULL, aes_split_draw(seed, i), meta.content, feat);
+        aes_dsw_put_meta(w, i, meta.score, meta.votes, aes_split_draw(seed, i), meta.content, feat);
         const int32_t lv[NLEV] = {meta.harmony,   meta.saturation, meta.exposure, meta.contrast,
                                   meta.placement, meta.tilt,       meta.focus,    meta.clutter};
         memcpy(levels + i * NLEV, lv, sizeof lv);

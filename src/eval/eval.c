@@ -351,9 +351,7 @@ void aes_embedder_init(aes_embedder *e, aes_model *m, aes_dataset *ds, int maxB)
     e->norm = aes_malloc(sizeof(float) * (size_t)(A > 0 ? A : m->cfg.A) * maxB, "norms");
 }
 
-/* Row i's image, normalised as the training loader does without
- * augmentation, into dst [3, R, R]. */
-static void load_image(aes_embedder *e, int64_t i, float *dst)
+void aes_embedder_load(aes_embedder *e, int64_t i, int flip, float *dst)
 {
     const int S = e->ds->S, R = e->R;
     static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -368,7 +366,11 @@ static void load_image(aes_embedder *e, int64_t i, float *dst)
     for (int c = 0; c < 3; c++) {
         const float is = 1.0f / std[c];
         float *d = dst + (size_t)c * R * R;
-        for (size_t p = 0; p < (size_t)R * R; p++) d[p] = (src[p * 3 + c] - mean[c]) * is;
+        for (int y = 0; y < R; y++)
+            for (int x = 0; x < R; x++) {
+                const int sx = flip ? R - 1 - x : x;
+                d[(size_t)y * R + x] = (src[((size_t)y * R + sx) * 3 + c] - mean[c]) * is;
+            }
     }
 }
 
@@ -378,7 +380,7 @@ void aes_embedder_run(aes_embedder *e, int64_t i0, int B)
     aes_model *m = e->m;
     aes_dataset *ds = e->ds;
     const int R = e->R, Fv = e->Fv, D = e->D, A = e->A, MA = m->cfg.A;
-    for (int b = 0; b < B; b++) load_image(e, i0 + b, e->images + (size_t)b * 3 * R * R);
+    for (int b = 0; b < B; b++) aes_embedder_load(e, i0 + b, 0, e->images + (size_t)b * 3 * R * R);
     memcpy(e->v, aes_encoder_forward(&m->image, e->images, B), sizeof(float) * (size_t)B * Fv);
     /* Image embeddings without fusion: x_a = n(P_a v). */
     const int XA = A > 0 ? A : MA;

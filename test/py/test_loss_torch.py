@@ -17,9 +17,12 @@ for every case it wrote, recomputes the loss from its written definition
        eps 1e-12); c = vh vh^T, r = rh rh^T with the diagonal removed;
        kl: 1/Bg sum_i KL(softmax(r_i / tau) || softmax(c_i / tau));
        mse: mean over i != j of (c_ij - r_ij)^2.
+  EMD  (aesnet eval --finetune) p = softmax(logits); per row
+       EMD_r = (mean_k |cumsum(p)_k - cumsum(target)_k|^r)^(1/r); the
+       loss is the batch mean of EMD_2.
 
 Checked: the loss, the per-attribute losses, and every gradient (dx, dy,
-dlogscale; dv), both for the one-block call and for the sum of the shares
+dlogscale; dv; dlogits), both for the one-block call and for the sum of the shares
 of three uneven row blocks, to ||a - b|| / ||b|| <= 1e-5.
 """
 import os
@@ -120,6 +123,17 @@ def sa_reference(v, ref, tau, kind):
     return float(L), v.grad.numpy()
 
 
+def emd_reference(logits, target):
+    z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor(target, dtype=torch.float64)
+    d = torch.cumsum(torch.softmax(z, dim=1), 1) - torch.cumsum(q, 1)
+    e1 = d.abs().mean(1)
+    e2 = (d ** 2).mean(1).sqrt()
+    L = e2.mean()
+    L.backward()
+    return float(L), z.grad.numpy(), e1.detach().numpy(), e2.detach().numpy()
+
+
 def main():
     tool = find_tool()
     worst = {}
@@ -160,6 +174,15 @@ def main():
                 cmp(case, "sa dv", g["dv"][()], dv)
                 cmp(case, "sa loss (3 blocks)", g["loss_blocks"][0], L)
                 cmp(case, "sa dv (3 blocks)", g["dv_blocks"][()], dv)
+                print(f"{case}: loss {g['loss'][0]:.6f} torch {L:.6f}")
+            check(len(f["emd"]) >= 3, "EMD cases present")
+            for name, g in f["emd"].items():
+                L, dz, e1, e2 = emd_reference(g["logits"][()], g["target"][()])
+                case = "emd/" + name
+                cmp(case, "emd loss", g["loss"][0], L)
+                cmp(case, "emd dlogits", g["dlogits"][()], dz)
+                cmp(case, "emd r=1 per row", g["emd1"][()], e1)
+                cmp(case, "emd r=2 per row", g["emd2"][()], e2)
                 print(f"{case}: loss {g['loss'][0]:.6f} torch {L:.6f}")
     for what, e in worst.items():
         print(f"worst {what}: {e:.3g}")

@@ -64,6 +64,18 @@ def main():
     check(np.all((sc >= 1) & (sc <= 10)), "scores on the 1..10 scale")
     good = (L["exposure"] == 1).astype(float) + (L["focus"] == 0) + (L["clutter"] == 0) + (L["placement"] == 1)
     check(np.corrcoef(good, sc)[0, 1] > 0.3, "scores rise with good attribute values")
+    # Votes: whole counts of 120..279 voters whose mean is the score, spread
+    # wider for tilted horizons (levels column 5) and clashing colours (0).
+    v = fa["votes"][:].astype(np.float64)
+    nv = v.sum(1)
+    check(v.shape == (600, 10) and np.array_equal(v, np.round(v)) and (v >= 0).all(), "vote counts")
+    check(nv.min() >= 120 and nv.max() <= 279, f"voters per image {nv.min()}..{nv.max()}")
+    mu = v @ np.arange(1, 11) / nv
+    check(np.abs(mu - sc).max() < 1e-5, "the score is the mean of the votes")
+    sd = np.sqrt(v @ (np.arange(1, 11) ** 2) / nv - mu ** 2)
+    lv = fa["synth/levels"][:]
+    check(sd[lv[:, 5] == 1].mean() > sd[lv[:, 5] == 0].mean() + 0.3, "tilted images split the voters more")
+    check(sd[lv[:, 0] == 0].mean() > sd[lv[:, 0] == 1].mean() + 0.2, "clashing colours split the voters more")
 
     feat = fa["content/features"][:]
     lab = fa["content/labels"][:]
@@ -81,6 +93,7 @@ def main():
         check(names == ["caption"], f"caption attributes {names}")
         check(np.array_equal(fcap["images"][:], fa["images"][:]), "caption twin has the same images")
         check(np.array_equal(fcap["scores"][:], fa["scores"][:]), "caption twin has the same scores")
+        check(np.array_equal(fcap["votes"][:], fa["votes"][:]), "caption twin has the same votes")
         s0 = fcap["text/strings"][0, 0, 0]
         s0 = s0.decode() if isinstance(s0, bytes) else s0
         parts = [fa["text/strings"][0, a, 0] for a in range(5)]

@@ -1,6 +1,7 @@
 # aesnet eval and aesnet embed on a tiny trained model: the JSON keys and
 # ranges, the embed file's documented fields and shapes, the random
-# baseline, the few-shot fraction, and bad input (one line, exit 1).
+# baseline, the few-shot fraction, the EMD fine-tune against its
+# predictions, and bad input (one line, exit 1).
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 "$AESNET" prep synth --out d.h5 --n 300 --size 32 --features 8 --seed 1 --quiet || fail synth
@@ -43,6 +44,55 @@ else fail "eval few-shot: n_train ${n_few:-?} of ${n_full:-?}: $(tail -3 few.log
 # The same seed draws the same rows; the penalty and metrics repeat.
 "$AESNET" eval --ckpt $C --data d.h5 --train-fraction 0.2 --seed 3 --json few2.json > /dev/null 2>&1
 if cmp -s few.json few2.json; then ok; else fail "eval is not repeatable"; fi
+
+# The EMD fine-tune: every number of the JSON recomputed from the
+# --predictions CSV and the data set's votes (numpy, scipy); repeatable.
+ft_args="--ckpt $C --data d.h5 --finetune --ft-epochs 2 --ft-batch 16"
+if "$AESNET" eval $ft_args --json ft.json --predictions ft.csv > ft.log 2>&1 && "$PYTHON" - <<'PY'
+import csv, json, h5py, numpy as np, scipy.stats
+j = json.load(open("ft.json")); ft = j["finetune"]
+rows = list(csv.DictReader(open("ft.csv")))
+d = h5py.File("d.h5", "r")
+split, votes, scores = d["split"][:], d["votes"][:].astype(np.float64), d["scores"][:]
+r = np.array([int(x["row"]) for x in rows])
+assert (split[r] == 2).all() and len(r) == j["n_test"] == ft["n_test"], (len(r), j["n_test"])
+assert np.allclose([float(x["score"]) for x in rows], scores[r], atol=1e-6)
+p = np.array([[float(x[f"p{k}"]) for k in range(1, 11)] for x in rows])
+assert np.allclose(p.sum(1), 1, atol=1e-5) and (p >= 0).all()
+q = votes[r] / votes[r].sum(1, keepdims=True)
+dc = np.cumsum(p, 1) - np.cumsum(q, 1)
+e1, e2 = np.abs(dc).mean(1).mean(), np.sqrt((dc ** 2).mean(1)).mean()
+assert abs(e1 - j["emd1"]) < 1e-6 and abs(e2 - j["emd2"]) < 1e-6, (e1, e2, j)
+assert ft["emd1"] == j["emd1"] and ft["emd2"] == j["emd2"]
+mu = np.array([float(x["finetune"]) for x in rows])
+assert np.allclose(mu, p @ np.arange(1, 11), atol=1e-5)
+assert abs(scipy.stats.spearmanr(mu, scores[r])[0] - ft["srcc"]) < 1e-6
+assert abs(scipy.stats.pearsonr(mu, scores[r])[0] - ft["plcc"]) < 1e-6
+probe = np.array([float(x["probe"]) for x in rows])
+assert abs(scipy.stats.spearmanr(probe, scores[r])[0] - j["srcc"]) < 1e-6
+tr = (split == 0) & np.isfinite(scores)
+qm = (votes[tr] / votes[tr].sum(1, keepdims=True)).mean(0)
+db = np.cumsum(qm)[None] - np.cumsum(q, 1)
+assert abs(np.abs(db).mean(1).mean() - ft["baseline_emd1"]) < 1e-5, ft
+assert 1 <= ft["best_epoch"] <= 2 and ft["epochs"] == 2 and ft["batch"] == 16, ft
+PY
+then ok; else fail "eval --finetune: $(tail -3 ft.log)"; fi
+grep -q "^EMD fine-tune: " ft.log && grep -q "^fine-tune epoch 2/2: train EMD " ft.log && ok || fail "fine-tune table"
+"$AESNET" eval $ft_args --json ft2.json > /dev/null 2>&1
+if cmp -s ft.json ft2.json; then ok; else fail "the fine-tune is not repeatable"; fi
+"$PYTHON" -c "
+import h5py, numpy as np
+with h5py.File('d.h5') as f, h5py.File('nov.h5', 'w') as g:
+    for k in f: f.copy(k, g)
+    for k, v in f.attrs.items(): g.attrs[k] = v
+    del g['votes']
+with h5py.File('d.h5') as f, h5py.File('novval.h5', 'w') as g:
+    for k in f: f.copy(k, g)
+    for k, v in f.attrs.items(): g.attrs[k] = v
+    v = g['votes'][:]; v[g['split'][:] == 1] = np.nan; g['votes'][:] = v"
+expect_error "aesnet: error: nov.h5: /votes: no vote distributions in this data set (--finetune trains on them; prep build reads them as 10 vote counts in 'score')" "$AESNET" eval --ckpt $C --data nov.h5 --finetune
+expect_error "aesnet: error: novval.h5: /votes: no vote distributions in the val split (--finetune trains on train, keeps the best epoch on val, reports on test)" "$AESNET" eval --ckpt $C --data novval.h5 --finetune
+expect_error "aesnet: error: --ft-batch: 1 is out of range [2, 4096]" "$AESNET" eval --ckpt $C --data d.h5 --finetune --ft-batch 1
 
 if "$AESNET" embed --ckpt $C --data d.h5 --out e.h5 > embed.log 2>&1 && "$PYTHON" - <<'PY'
 import h5py, numpy as np

@@ -10,6 +10,9 @@
  *     dlogscale_blocks.
  *   /sa/NAME: v [Bg, F], ref [Bg, Fr], tau [1], kind [1] (0 kl, 1 mse);
  *     outputs loss [1] (float64), dv; loss_blocks, dv_blocks.
+ *   /emd/NAME: the EMD fine-tune loss of aesnet eval: logits, target
+ *     [B, 10] (target rows sum to 1); outputs loss [1] (float64), dlogits
+ *     [B, 10], and per row emd1, emd2 [B] (float64) of softmax(logits).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "aesnet/core.h"
+#include "aesnet/eval.h"
 #include "aesnet/loss.h"
 #include "dump.h"
 
@@ -212,6 +216,54 @@ static void sa_case(hid_t f, const char *name, int Bg, int F, int Fr, float tau,
     free(v), free(ref), free(scratch), free(dv), free(sv);
 }
 
+static void emd_case(hid_t f, const char *name, int B, float spread, int exact_row,
+                     uint64_t seed)
+{
+    g_rng = seed;
+    float *z = aes_malloc(sizeof(float) * B * AES_NBINS, "logits");
+    float *q = aes_malloc(sizeof(float) * B * AES_NBINS, "target");
+    float *dz = aes_malloc(sizeof(float) * B * AES_NBINS, "dlogits");
+    double *e1 = aes_malloc(sizeof(double) * B, "emd1"), *e2 = aes_malloc(sizeof(double) * B, "emd2");
+    for (int i = 0; i < B; i++) {
+        double s = 0;
+        for (int k = 0; k < AES_NBINS; k++) {
+            z[i * AES_NBINS + k] = spread * nrand();
+            /* vote counts, some bins empty */
+            q[i * AES_NBINS + k] = urand() < 0.2 ? 0.0f : (float)floor(50 * urand());
+            s += q[i * AES_NBINS + k];
+        }
+        if (s == 0) q[i * AES_NBINS + 4] = 1, s = 1;
+        for (int k = 0; k < AES_NBINS; k++) q[i * AES_NBINS + k] /= (float)s;
+    }
+    if (exact_row >= 0) { /* a one-bin target the logits nearly hit */
+        for (int k = 0; k < AES_NBINS; k++) {
+            q[exact_row * AES_NBINS + k] = k == 6;
+            z[exact_row * AES_NBINS + k] = k == 6 ? 12.0f : -12.0f;
+        }
+    }
+    double loss = aes_emd_loss(z, q, B, dz);
+    for (int i = 0; i < B; i++) {
+        float p[AES_NBINS], mx = -INFINITY;
+        double sum = 0;
+        for (int k = 0; k < AES_NBINS; k++) mx = fmaxf(mx, z[i * AES_NBINS + k]);
+        for (int k = 0; k < AES_NBINS; k++) sum += exp((double)z[i * AES_NBINS + k] - mx);
+        for (int k = 0; k < AES_NBINS; k++)
+            p[k] = (float)(exp((double)z[i * AES_NBINS + k] - mx) / sum);
+        e1[i] = aes_emd(p, q + i * AES_NBINS, 1);
+        e2[i] = aes_emd(p, q + i * AES_NBINS, 2);
+    }
+    char g[128];
+    snprintf(g, sizeof g, "emd/%s", name);
+    int d2[2] = {B, AES_NBINS};
+    put(f, g, "logits", z, 2, d2);
+    put(f, g, "target", q, 2, d2);
+    put(f, g, "dlogits", dz, 2, d2);
+    put_d(f, g, "loss", &loss, 1);
+    put_d(f, g, "emd1", e1, B);
+    put_d(f, g, "emd2", e2, B);
+    free(z), free(q), free(dz), free(e1), free(e2);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -236,6 +288,9 @@ int main(int argc, char **argv)
     sa_case(f, "mse_wide", 48, 64, 32, 0.1f, AES_AFFINITY_MSE, -1, 25);
     sa_case(f, "kl_two", 2, 5, 3, 0.2f, AES_AFFINITY_KL, -1, 26);
     sa_case(f, "kl_zero_row", 12, 8, 8, 0.2f, AES_AFFINITY_KL, 4, 27);
+    emd_case(f, "small", 4, 1.0f, -1, 31);
+    emd_case(f, "batch32", 32, 2.0f, -1, 32);
+    emd_case(f, "near_exact_row", 8, 0.5f, 3, 33);
     dump_close(f);
     return 0;
 }

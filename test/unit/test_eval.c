@@ -106,8 +106,58 @@ static void test_recall(void)
     CHECK_NEAR(aes_recall_at_k(q, ks, 4, 4, 1), 0.75, 0);
 }
 
+/* EMD in closed form, and the loss gradient against central differences. */
+static void test_emd(void)
+{
+    float a[10] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, b[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    /* the CDFs differ by 1 at k = 1..9 */
+    CHECK_NEAR(aes_emd(a, b, 1), 0.9, 1e-12);
+    CHECK_NEAR(aes_emd(a, b, 2), sqrt(0.9), 1e-12);
+    CHECK_NEAR(aes_emd(a, a, 1), 0.0, 0);
+    /* moving mass 0.5 by one bin: one CDF entry differs by 0.5 */
+    float c[10] = {0.5f, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_NEAR(aes_emd(a, c, 1), 0.05, 1e-9);
+    CHECK_NEAR(aes_emd(a, c, 2), sqrt(0.025), 1e-9);
+    /* EMD_1 is the distance between the means over 10 for distributions
+     * whose CDFs do not cross */
+    CHECK_NEAR(aes_emd(b, c, 1), (10 - 1.5) / 10.0, 1e-7);
+
+    enum { B = 5 };
+    float z[B * 10], q[B * 10], dz[B * 10];
+    aes_rng r;
+    aes_rng_init(&r, 77);
+    for (int i = 0; i < B; i++) {
+        float s = 0;
+        for (int k = 0; k < 10; k++) {
+            z[i * 10 + k] = aes_rng_normal(&r);
+            q[i * 10 + k] = (float)aes_rng_uniform(&r);
+            s += q[i * 10 + k];
+        }
+        for (int k = 0; k < 10; k++) q[i * 10 + k] /= s;
+    }
+    aes_emd_loss(z, q, B, dz);
+    double worst = 0;
+    for (int j = 0; j < B * 10; j++) {
+        const float h = 1e-2f, z0 = z[j];
+        z[j] = z0 + h;
+        double lp = aes_emd_loss(z, q, B, NULL);
+        z[j] = z0 - h;
+        double lm = aes_emd_loss(z, q, B, NULL);
+        z[j] = z0;
+        double fd = (lp - lm) / (2.0 * h), e = fabs(fd - dz[j]);
+        if (e > worst) worst = e;
+    }
+    CHECK_MSG(worst < 2e-5, "EMD loss gradient vs central differences: %g", worst);
+    /* a perfect prediction has loss 0 and gradient 0 */
+    float zz[10], qq[10], dd[10];
+    for (int k = 0; k < 10; k++) zz[k] = 0, qq[k] = 0.1f;
+    CHECK_NEAR(aes_emd_loss(zz, qq, 1, dd), 0.0, 1e-7);
+    for (int k = 0; k < 10; k++) CHECK_NEAR(dd[k], 0.0, 1e-6);
+}
+
 int main(void)
 {
+    test_emd();
     test_correlations();
     test_regression_metrics();
     test_ridge();
