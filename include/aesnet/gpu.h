@@ -1,0 +1,130 @@
+/*
+ * The CUDA backend: the GPU context of a rank (its device, stream, cuBLAS
+ * and cuDNN handles, the math mode) and device memory; the layer twins,
+ * with the signatures of include/aesnet/nn.h and the same conventions
+ * (backward ACCUMULATES into parameter gradients and dinp), on device
+ * pointers, queued on the context's stream; the AdamW twin of optim.h.
+ *
+ * The CPU functions stay the reference: test/unit/test_gpu_layers.c runs
+ * every twin against its CPU function (skipped where no GPU is found).
+ *
+ * In a build without CUDA only aes_gpu_available and aes_gpu_init exist;
+ * aes_gpu_init then reports that the build has no CUDA.
+ */
+#ifndef AESNET_GPU_H
+#define AESNET_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aesnet/core.h"
+#include "aesnet/nn.h"
+#include "aesnet/optim.h"
+
+typedef enum {
+    AES_MATH_FP32 = 0, /* IEEE fp32 everywhere: TF32 off (the checks against the CPU) */
+    AES_MATH_TF32 = 1, /* fp32 storage, TF32 tensor cores in GEMMs and convolutions */
+} aes_gpu_math;
+
+typedef struct aes_gpu {
+    int device;          /* CUDA ordinal in use */
+    int n_devices;       /* visible on this node */
+    char name[256];      /* e.g. "NVIDIA H100 80GB HBM3" */
+    int cc_major, cc_minor;
+    size_t mem_total;
+    aes_gpu_math math;
+    void *stream;        /* cudaStream_t */
+    void *cublas;        /* cublasHandle_t */
+    void *cudnn;         /* cudnnHandle_t */
+    void *workspace;     /* cuDNN workspace, grown on demand */
+    size_t workspace_bytes;
+} aes_gpu;
+
+/* Whether this build has CUDA and the machine a driver and a GPU; when
+ * not, why, in why (one line). */
+int aes_gpu_available(char *why, size_t cap);
+/* Select device local_rank mod (GPUs on the node), so that several ranks
+ * may share one GPU, and create the stream and handles. 0, or -1 with
+ * err filled (no driver, no GPU, not built with CUDA). */
+int aes_gpu_init(aes_gpu *g, int local_rank, aes_gpu_math math, aes_err *err);
+void aes_gpu_free(aes_gpu *g);
+/* The context the twins below queue on (set by aes_gpu_init). */
+aes_gpu *aes_gpu_current(void);
+void aes_gpu_set_math(aes_gpu *g, aes_gpu_math math);
+/* Wait for the stream. */
+void aes_gpu_sync(aes_gpu *g);
+
+/* ---- device memory (failures are fatal, with the size and what for) ---- */
+void *aes_gpu_malloc(size_t bytes, const char *what);
+void aes_gpu_free_mem(void *p);
+void aes_gpu_upload(void *dst, const void *src, size_t bytes);   /* host -> device, on the stream */
+void aes_gpu_download(void *dst, const void *src, size_t bytes); /* device -> host, then waits */
+void aes_gpu_zero(void *p, size_t bytes);
+
+/* ---- layer twins (device pointers; see nn.h for the shapes) ---- */
+void linear_forward_gpu(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                        int OC);
+void linear_backward_gpu(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int N, int C, int OC);
+
+/* cuDNN: the algorithm by its heuristics, the workspace from the context. */
+void conv2d_forward_gpu(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                        int H, int W, int OC, int KH, int KW, int stride, int pad);
+void conv2d_backward_gpu(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int N, int C, int H, int W, int OC, int KH, int KW,
+                         int stride, int pad);
+
+/* mean, rstd [C] and running statistics are device arrays. With red, the
+ * per-channel sums go through the host for the hook (a round trip per
+ * layer; CUDA-aware reduction on device is future work). */
+void batchnorm_forward_gpu(float *out, float *mean, float *rstd, const float *inp,
+                           const float *gamma, const float *beta, float *running_mean,
+                           float *running_var, int N, int C, int HW, int train, float momentum,
+                           float eps, const aes_reducer *red);
+void batchnorm_backward_gpu(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *gamma, int N, int C, int HW, const aes_reducer *red);
+
+void relu_forward_gpu(float *out, const float *inp, size_t n);
+void relu_backward_gpu(float *dinp, const float *dout, const float *out, size_t n);
+void gelu_forward_gpu(float *out, const float *inp, size_t n);
+void gelu_backward_gpu(float *dinp, const float *dout, const float *inp, size_t n);
+void add_inplace_gpu(float *out, const float *inp, size_t n);
+
+void maxpool2d_forward_gpu(float *out, int32_t *argmax, const float *inp, int N, int C, int H,
+                           int W, int K, int stride, int pad);
+void maxpool2d_backward_gpu(float *dinp, const float *dout, const int32_t *argmax, int N, int C,
+                            int H, int W, int K, int stride, int pad);
+void gap_forward_gpu(float *out, const float *inp, int N, int C, int HW);
+void gap_backward_gpu(float *dinp, const float *dout, int N, int C, int HW);
+
+void layernorm_forward_gpu(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C, float eps);
+void layernorm_backward_gpu(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* scratch: attention_scratch_floats_gpu(B, T, C, NH) device floats (the
+ * heads laid out [B, NH, T, hs] for batched GEMMs). att as on the CPU. */
+size_t attention_scratch_floats_gpu(int B, int T, int C, int NH);
+void attention_forward_gpu(float *out, float *att, float *scratch, const float *qkv, int B, int T,
+                           int C, int NH, int causal);
+void attention_backward_gpu(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                            const float *att, int B, int T, int C, int NH, int causal);
+
+void embedding_forward_gpu(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                           int B, int T, int C, int V);
+void embedding_backward_gpu(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                            int B, int T, int C, int V);
+
+void softmax_forward_gpu(float *out, const float *inp, int N, int C, float scale);
+void softmax_backward_gpu(float *dinp, const float *dout, const float *out, int N, int C,
+                          float scale);
+void l2norm_forward_gpu(float *out, float *norm, const float *inp, int N, int C);
+void l2norm_backward_gpu(float *dinp, const float *dout, const float *out, const float *norm,
+                         int N, int C);
+
+/* ---- optimizer twin: the arithmetic of aes_adamw_step, element for element. */
+void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                        const aes_adamw *cfg, int decay, int64_t t);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * Every GPU layer twin against its CPU reference (include/aesnet/gpu.h vs
+ * nn.h): the same random inputs, the same pre-filled gradient buffers (so
+ * the += convention is checked too), fp32 with TF32 off; per tensor
+ * ||gpu - cpu|| / ||cpu|| <= 1e-4, and AdamW to 1e-6. Exits 77 (skipped)
+ * in a build without CUDA or on a machine without a GPU, as in CI.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aesnet/core.h"
+#include "aesnet/gpu.h"
+#include "aesnet/nn.h"
+#include "aesnet/optim.h"
+#include "check.h"
+
+#ifndef AESNET_WITH_CUDA
+int main(void)
+{
+    printf("skipped: built without CUDA\n");
+    return 77;
+}
+#else
+
+#define TOL 1e-4
+
+static uint64_t g_seed = 1;
+
+/* A host tensor with its device copy. */
+typedef struct {
+    float *h, *d;
+    size_t n;
+} ten;
+
+static ten mk(size_t n, float scale)
+{
+    ten t = {aes_malloc(sizeof(float) * (n ? n : 1), "host"), aes_gpu_malloc(sizeof(float) * n, "dev"), n};
+    aes_rng r;
+    aes_rng_init(&r, g_seed++);
+    for (size_t i = 0; i < n; i++) t.h[i] = scale * aes_rng_normal(&r);
+    aes_gpu_upload(t.d, t.h, sizeof(float) * n);
+    return t;
+}
+
+static void rm(ten *t)
+{
+    free(t->h);
+    aes_gpu_free_mem(t->d);
+}
+
+/* The relative error of the device copy against the host one. */
+static double err(const char *what, const ten *t)
+{
+    float *g = aes_malloc(sizeof(float) * (t->n ? t->n : 1), "download");
+    aes_gpu_download(g, t->d, sizeof(float) * t->n);
+    double dd = 0, nn = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        double d = (double)g[i] - t->h[i];
+        dd += d * d;
+        nn += (double)t->h[i] * t->h[i];
+    }
+    free(g);
+    double e = nn > 0 ? sqrt(dd / nn) : sqrt(dd);
+    printf("  %-40s %.2e\n", what, e);
+    return e;
+}
+
+#define EXPECT(what, t, tol) CHECK_MSG(err(what, &(t)) <= (tol), "%s", what)
+
+static void test_linear(int N, int C, int OC)
+{
+    printf("linear N=%d C=%d OC=%d\n", N, C, OC);
+    ten x = mk((size_t)N * C, 1), w = mk((size_t)OC * C, 0.2f), b = mk(OC, 1), y = mk((size_t)N * OC, 0);
+    ten dy = mk((size_t)N * OC, 1), dx = mk((size_t)N * C, 1), dw = mk((size_t)OC * C, 1), db = mk(OC, 1);
+    linear_forward(y.h, x.h, w.h, b.h, N, C, OC);
+    linear_forward_gpu(y.d, x.d, w.d, b.d, N, C, OC);
+    EXPECT("out", y, TOL);
+    linear_backward(dx.h, dw.h, db.h, dy.h, x.h, w.h, N, C, OC);
+    linear_backward_gpu(dx.d, dw.d, db.d, dy.d, x.d, w.d, N, C, OC);
+    EXPECT("dinp", dx, TOL);
+    EXPECT("dw", dw, TOL);
+    EXPECT("db", db, TOL);
+    rm(&x), rm(&w), rm(&b), rm(&y), rm(&dy), rm(&dx), rm(&dw), rm(&db);
+}
+
+static void test_conv(int N, int C, int H, int OC, int K, int stride, int pad, int bias)
+{
+    printf("conv2d N=%d C=%d H=W=%d OC=%d K=%d stride=%d pad=%d%s\n", N, C, H, OC, K, stride, pad,
+           bias ? " bias" : "");
+    const int OH = (H + 2 * pad - K) / stride + 1;
+    ten x = mk((size_t)N * C * H * H, 1), w = mk((size_t)OC * C * K * K, 0.1f), b = mk(OC, 1);
+    ten y = mk((size_t)N * OC * OH * OH, 0), dy = mk((size_t)N * OC * OH * OH, 1);
+    ten dx = mk((size_t)N * C * H * H, 1), dw = mk((size_t)OC * C * K * K, 1), db = mk(OC, 1);
+    float *col = aes_malloc(sizeof(float) * (conv2d_scratch_floats(C, H, H, K, K, stride, pad) + 1), "col");
+    conv2d_forward(y.h, col, x.h, w.h, bias ? b.h : NULL, N, C, H, H, OC, K, K, stride, pad);
+    conv2d_forward_gpu(y.d, x.d, w.d, bias ? b.d : NULL, N, C, H, H, OC, K, K, stride, pad);
+    EXPECT("out", y, TOL);
+    conv2d_backward(dx.h, dw.h, bias ? db.h : NULL, col, dy.h, x.h, w.h, N, C, H, H, OC, K, K, stride, pad);
+    conv2d_backward_gpu(dx.d, dw.d, bias ? db.d : NULL, dy.d, x.d, w.d, N, C, H, H, OC, K, K, stride, pad);
+    EXPECT("dinp", dx, TOL);
+    EXPECT("dw", dw, TOL);
+    if (bias) EXPECT("db", db, TOL);
+    free(col);
+    rm(&x), rm(&w), rm(&b), rm(&y), rm(&dy), rm(&dx), rm(&dw), rm(&db);
+}
+
+/* A reduction hook standing for two ranks that hold the same batch. */
+static void twice(double *buf, int n, void *ctx)
+{
+    (void)ctx;
+    for (int i = 0; i < n; i++) buf[i] *= 2;
+}
+
+static void test_batchnorm(int N, int C, int HW, int train, int hook)
+{
+    printf("batchnorm N=%d C=%d HW=%d %s%s\n", N, C, HW, train ? "train" : "eval",
+           hook ? ", reduction hook" : "");
+    const size_t n = (size_t)N * C * HW;
+    ten x = mk(n, 2), y = mk(n, 0), g = mk(C, 1), be = mk(C, 1), rmn = mk(C, 0.5f), rv = mk(C, 0);
+    for (int c = 0; c < C; c++) rv.h[c] = 0.5f + 0.1f * c;
+    aes_gpu_upload(rv.d, rv.h, sizeof(float) * C);
+    for (size_t i = 0; i < n; i++) x.h[i] += 3.0f; /* a mean far from 0 */
+    aes_gpu_upload(x.d, x.h, sizeof(float) * n);
+    ten mean = mk(C, 0), rstd = mk(C, 0), dy = mk(n, 1), dx = mk(n, 1), dg = mk(C, 1), db = mk(C, 1);
+    aes_reducer red = {twice, NULL};
+    const aes_reducer *r = hook ? &red : NULL;
+    batchnorm_forward(y.h, mean.h, rstd.h, x.h, g.h, be.h, rmn.h, rv.h, N, C, HW, train, 0.1f, 1e-5f, r);
+    batchnorm_forward_gpu(y.d, mean.d, rstd.d, x.d, g.d, be.d, rmn.d, rv.d, N, C, HW, train, 0.1f,
+                          1e-5f, r);
+    EXPECT("out", y, TOL);
+    EXPECT("mean", mean, TOL);
+    EXPECT("rstd", rstd, TOL);
+    EXPECT("running mean", rmn, TOL);
+    EXPECT("running var", rv, TOL);
+    if (train) {
+        batchnorm_backward(dx.h, dg.h, db.h, dy.h, x.h, mean.h, rstd.h, g.h, N, C, HW, r);
+        batchnorm_backward_gpu(dx.d, dg.d, db.d, dy.d, x.d, mean.d, rstd.d, g.d, N, C, HW, r);
+        EXPECT("dinp", dx, TOL);
+        EXPECT("dgamma", dg, TOL);
+        EXPECT("dbeta", db, TOL);
+    }
+    rm(&x), rm(&y), rm(&g), rm(&be), rm(&rmn), rm(&rv), rm(&mean), rm(&rstd), rm(&dy), rm(&dx);
+    rm(&dg), rm(&db);
+}
+
+static void test_elementwise(void)
+{
+    printf("relu, gelu, add\n");
+    const size_t n = 10007;
+    ten x = mk(n, 2), y = mk(n, 0), dy = mk(n, 1), dx = mk(n, 1);
+    relu_forward(y.h, x.h, n);
+    relu_forward_gpu(y.d, x.d, n);
+    EXPECT("relu out", y, TOL);
+    relu_backward(dx.h, dy.h, y.h, n);
+    relu_backward_gpu(dx.d, dy.d, y.d, n);
+    EXPECT("relu dinp", dx, TOL);
+    gelu_forward(y.h, x.h, n);
+    gelu_forward_gpu(y.d, x.d, n);
+    EXPECT("gelu out", y, TOL);
+    gelu_backward(dx.h, dy.h, x.h, n);
+    gelu_backward_gpu(dx.d, dy.d, x.d, n);
+    EXPECT("gelu dinp", dx, TOL);
+    add_inplace(y.h, x.h, n);
+    add_inplace_gpu(y.d, x.d, n);
+    EXPECT("add", y, TOL);
+    rm(&x), rm(&y), rm(&dy), rm(&dx);
+}
+
+static void test_pool(int N, int C, int H)
+{
+    printf("maxpool 3x3/2 pad 1 and global average pool N=%d C=%d H=W=%d\n", N, C, H);
+    const int OH = (H + 2 - 3) / 2 + 1;
+    ten x = mk((size_t)N * C * H * H, 1), y = mk((size_t)N * C * OH * OH, 0);
+    ten dy = mk((size_t)N * C * OH * OH, 1), dx = mk((size_t)N * C * H * H, 1);
+    int32_t *am = aes_malloc(sizeof(int32_t) * N * C * OH * OH, "argmax");
+    int32_t *amd = aes_gpu_malloc(sizeof(int32_t) * N * C * OH * OH, "argmax");
+    maxpool2d_forward(y.h, am, x.h, N, C, H, H, 3, 2, 1);
+    maxpool2d_forward_gpu(y.d, amd, x.d, N, C, H, H, 3, 2, 1);
+    EXPECT("maxpool out", y, TOL);
+    maxpool2d_backward(dx.h, dy.h, am, N, C, H, H, 3, 2, 1);
+    maxpool2d_backward_gpu(dx.d, dy.d, amd, N, C, H, H, 3, 2, 1);
+    EXPECT("maxpool dinp", dx, TOL);
+    ten g = mk((size_t)N * C, 0), dg = mk((size_t)N * C, 1);
+    gap_forward(g.h, x.h, N, C, H * H);
+    gap_forward_gpu(g.d, x.d, N, C, H * H);
+    EXPECT("gap out", g, TOL);
+    gap_backward(dx.h, dg.h, N, C, H * H);
+    gap_backward_gpu(dx.d, dg.d, N, C, H * H);
+    EXPECT("gap dinp", dx, TOL);
+    free(am);
+    aes_gpu_free_mem(amd);
+    rm(&x), rm(&y), rm(&dy), rm(&dx), rm(&g), rm(&dg);
+}
+
+static void test_rows(int N, int C)
+{
+    printf("layer norm, softmax, L2 norm N=%d C=%d\n", N, C);
+    const size_t n = (size_t)N * C;
+    ten x = mk(n, 1), y = mk(n, 0), w = mk(C, 1), b = mk(C, 1), mean = mk(N, 0), rstd = mk(N, 0);
+    ten dy = mk(n, 1), dx = mk(n, 1), dw = mk(C, 1), db = mk(C, 1);
+    for (size_t i = 0; i < n; i++) x.h[i] += 5.0f;
+    aes_gpu_upload(x.d, x.h, sizeof(float) * n);
+    layernorm_forward(y.h, mean.h, rstd.h, x.h, w.h, b.h, N, C, 1e-5f);
+    layernorm_forward_gpu(y.d, mean.d, rstd.d, x.d, w.d, b.d, N, C, 1e-5f);
+    EXPECT("layernorm out", y, TOL);
+    EXPECT("layernorm rstd", rstd, TOL);
+    layernorm_backward(dx.h, dw.h, db.h, dy.h, x.h, w.h, mean.h, rstd.h, N, C);
+    layernorm_backward_gpu(dx.d, dw.d, db.d, dy.d, x.d, w.d, mean.d, rstd.d, N, C);
+    EXPECT("layernorm dinp", dx, TOL);
+    EXPECT("layernorm dw", dw, TOL);
+    EXPECT("layernorm db", db, TOL);
+    softmax_forward(y.h, x.h, N, C, 0.7f);
+    softmax_forward_gpu(y.d, x.d, N, C, 0.7f);
+    EXPECT("softmax out", y, TOL);
+    softmax_backward(dx.h, dy.h, y.h, N, C, 0.7f);
+    softmax_backward_gpu(dx.d, dy.d, y.d, N, C, 0.7f);
+    EXPECT("softmax dinp", dx, TOL);
+    l2norm_forward(y.h, mean.h, x.h, N, C);
+    l2norm_forward_gpu(y.d, mean.d, x.d, N, C);
+    EXPECT("l2norm out", y, TOL);
+    EXPECT("l2norm norm", mean, TOL);
+    l2norm_backward(dx.h, dy.h, y.h, mean.h, N, C);
+    l2norm_backward_gpu(dx.d, dy.d, y.d, mean.d, N, C);
+    EXPECT("l2norm dinp", dx, TOL);
+    rm(&x), rm(&y), rm(&w), rm(&b), rm(&mean), rm(&rstd), rm(&dy), rm(&dx), rm(&dw), rm(&db);
+}
+
+static void test_attention(int B, int T, int C, int NH, int causal)
+{
+    printf("attention B=%d T=%d C=%d NH=%d %s\n", B, T, C, NH, causal ? "causal" : "full");
+    ten qkv = mk((size_t)B * T * 3 * C, 1), y = mk((size_t)B * T * C, 0);
+    ten att = mk((size_t)B * NH * T * T, 0), dy = mk((size_t)B * T * C, 1);
+    ten dqkv = mk((size_t)B * T * 3 * C, 1);
+    float *scr = aes_malloc(sizeof(float) * attention_scratch_floats(T, C, NH) * omp_get_max_threads(), "scratch");
+    float *sd = aes_gpu_malloc(sizeof(float) * attention_scratch_floats_gpu(B, T, C, NH), "scratch");
+    attention_forward(y.h, att.h, qkv.h, B, T, C, NH, causal);
+    attention_forward_gpu(y.d, att.d, sd, qkv.d, B, T, C, NH, causal);
+    EXPECT("out", y, TOL);
+    EXPECT("probabilities", att, TOL);
+    attention_backward(dqkv.h, scr, dy.h, qkv.h, att.h, B, T, C, NH, causal);
+    attention_backward_gpu(dqkv.d, sd, dy.d, qkv.d, att.d, B, T, C, NH, causal);
+    EXPECT("dqkv", dqkv, TOL);
+    free(scr);
+    aes_gpu_free_mem(sd);
+    rm(&qkv), rm(&y), rm(&att), rm(&dy), rm(&dqkv);
+}
+
+static void test_embedding(int B, int T, int C, int V)
+{
+    printf("embedding B=%d T=%d C=%d V=%d\n", B, T, C, V);
+    int32_t *tok = aes_malloc(sizeof(int32_t) * B * T, "tokens");
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 7919) % V % (V / 4 + 1); /* repeats */
+    int32_t *tokd = aes_gpu_malloc(sizeof(int32_t) * B * T, "tokens");
+    aes_gpu_upload(tokd, tok, sizeof(int32_t) * B * T);
+    ten wte = mk((size_t)V * C, 1), wpe = mk((size_t)T * C, 1), y = mk((size_t)B * T * C, 0);
+    ten dy = mk((size_t)B * T * C, 1), dwte = mk((size_t)V * C, 1), dwpe = mk((size_t)T * C, 1);
+    embedding_forward(y.h, tok, wte.h, wpe.h, B, T, C, V);
+    embedding_forward_gpu(y.d, tokd, wte.d, wpe.d, B, T, C, V);
+    EXPECT("out", y, TOL);
+    embedding_backward(dwte.h, dwpe.h, dy.h, tok, B, T, C, V);
+    embedding_backward_gpu(dwte.d, dwpe.d, dy.d, tokd, B, T, C, V);
+    EXPECT("dwte", dwte, TOL);
+    EXPECT("dwpe", dwpe, TOL);
+    free(tok);
+    aes_gpu_free_mem(tokd);
+    rm(&wte), rm(&wpe), rm(&y), rm(&dy), rm(&dwte), rm(&dwpe);
+}
+
+static void test_adamw(void)
+{
+    printf("AdamW, 3 steps, decay on and off\n");
+    const size_t n = 4099;
+    ten p = mk(n, 1), g = mk(n, 0.1f), m = mk(n, 0), v = mk(n, 0);
+    const aes_adamw cfg = {0.9f, 0.98f, 1e-6f, 0.1f};
+    for (int t = 1; t <= 3; t++) {
+        aes_adamw_step(p.h, g.h, m.h, v.h, n, 1e-3f, &cfg, t != 2, t);
+        aes_adamw_step_gpu(p.d, g.d, m.d, v.d, n, 1e-3f, &cfg, t != 2, t);
+    }
+    EXPECT("params", p, 1e-6);
+    EXPECT("first moments", m, 1e-6);
+    EXPECT("second moments", v, 1e-6);
+    rm(&p), rm(&g), rm(&m), rm(&v);
+}
+
+int main(void)
+{
+    char why[256];
+    if (!aes_gpu_available(why, sizeof why)) {
+        printf("skipped: %s\n", why);
+        return 77;
+    }
+    aes_gpu gpu;
+    aes_err e;
+    if (aes_gpu_init(&gpu, 0, AES_MATH_FP32, &e) != 0) {
+        printf("skipped: %s\n", e.msg);
+        return 77;
+    }
+    printf("%s (compute capability %d.%d), fp32 with TF32 off\n", gpu.name, gpu.cc_major,
+           gpu.cc_minor);
+    test_linear(37, 65, 23);
+    test_linear(256, 768, 768);
+    test_conv(4, 3, 32, 16, 7, 2, 3, 0);  /* the stem */
+    test_conv(4, 16, 16, 16, 3, 1, 1, 0);
+    test_conv(3, 16, 16, 32, 1, 2, 0, 0); /* a downsample */
+    test_conv(2, 8, 9, 12, 3, 2, 1, 1);   /* odd sizes, bias */
+    test_batchnorm(8, 16, 64, 1, 0);
+    test_batchnorm(8, 16, 64, 1, 1);
+    test_batchnorm(8, 16, 64, 0, 0);
+    test_batchnorm(32, 24, 1, 1, 0);      /* after a linear layer */
+    test_elementwise();
+    test_pool(3, 5, 17);
+    test_rows(50, 97);
+    test_rows(8, 768);
+    test_attention(3, 17, 64, 4, 1);
+    test_attention(2, 50, 96, 3, 0);
+    test_attention(4, 77, 128, 4, 1);
+    test_embedding(5, 13, 32, 100);
+    test_adamw();
+    aes_gpu_free(&gpu);
+    return check_report();
+}
+#endif
