@@ -28,7 +28,8 @@ typedef struct aes_op {
     int in, in2, out;   /* activation ids (-1: none) */
     int w, b, w2, b2;   /* parameter ids (-1: none) */
     int i[10];          /* shapes and hyperparameters, per kind */
-    float *s1, *s2;     /* saved for backward (mean/rstd, attention probabilities) */
+    float *s1, *s2;     /* saved for backward (mean/rstd, attention probabilities);
+                         * device memory when the encoder is on the GPU */
     int32_t *si;        /* saved indices (max-pool argmax, eot positions) */
 } aes_op;
 
@@ -50,6 +51,13 @@ typedef struct aes_encoder {
     int out_width;       /* features per sample at the output */
     float *scratch;      /* conv im2col / attention scratch, per thread */
     size_t scratch_n;
+    /* On the GPU (aes_encoder_to_device): activations, saved state and
+     * scratch are device memory, the ops run their GPU twins on the
+     * parameter table's device copy, and forward/backward take and give
+     * device pointers (forward's input may be a host pointer: in_host). */
+    int device;
+    int32_t *d_tokens;       /* [maxB, T] text input, uploaded from tokens */
+    int tokens_T;            /* T of the text input (0: an image or fusion encoder) */
     /* run-time context */
     int train;               /* batch norm: batch statistics (1) or running (0) */
     const aes_reducer *red;  /* batch-norm reduction over ranks, or NULL */
@@ -90,14 +98,21 @@ void aes_mlp_build(aes_encoder *e, aes_params *P, const char *prefix, int C, int
 void aes_fusion_transformer_build(aes_encoder *e, aes_params *P, const char *prefix, int Fv,
                                   int Ft, int W, int NH, int OC);
 void aes_encoder_alloc(aes_encoder *e, int maxB);
+/* Move an allocated encoder to the GPU (CUDA builds, after aes_gpu_init
+ * and aes_params_to_device on its table): its buffers are reallocated on
+ * the device. */
+void aes_encoder_to_device(aes_encoder *e);
 void aes_encoder_free(aes_encoder *e);
 
 /* Forward B samples. Images: in [B, 3, R, R]; text: e->tokens [B, T] and
- * in NULL. Returns the output activation [B, out_width] (owned by e). */
+ * in NULL. Returns the output activation [B, out_width] (owned by e).
+ * On the GPU, in and tokens are host memory (uploaded here) and the
+ * returned activation is device memory. */
 const float *aes_encoder_forward(aes_encoder *e, const float *in, int B);
 /* Backward from dout [B, out_width]: accumulates parameter gradients into
  * the table's grad; with input_grad set, acts[input].dx holds the input's
- * gradient afterwards. */
+ * gradient afterwards. On the GPU dout and the gradients are device
+ * memory. */
 void aes_encoder_backward(aes_encoder *e, const float *dout, int B);
 
 /* Floating-point operations of one forward pass per sample (multiply-adds

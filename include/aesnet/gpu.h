@@ -60,6 +60,23 @@ void aes_gpu_free_mem(void *p);
 void aes_gpu_upload(void *dst, const void *src, size_t bytes);   /* host -> device, on the stream */
 void aes_gpu_download(void *dst, const void *src, size_t bytes); /* device -> host, then waits */
 void aes_gpu_zero(void *p, size_t bytes);
+void aes_gpu_copy(void *dst, const void *src, size_t bytes);     /* device -> device */
+
+/* ---- data movement kernels of the encoder tapes ---- */
+/* dst[r, 0:cols] (+)= src[r, 0:cols] for rows r, leading dimensions ldd
+ * and lds (floats): column slices, interleaving, token selection. */
+void copy_cols_gpu(float *dst, int ldd, const float *src, int lds, int rows, int cols, int acc);
+/* ViT tokens: in [B, C, P] (patch conv output) -> out [B, 1 + P, C], the
+ * class token first, positions added; backward accumulates. */
+void patch_tokens_forward_gpu(float *out, const float *in, const float *cls, const float *pos,
+                              int B, int C, int P);
+void patch_tokens_backward_gpu(float *din, float *dcls, float *dpos, const float *dout, int B,
+                               int C, int P);
+/* pos[b] = the first position of token eot in tokens[b, 0:T] (T - 1 when
+ * none); out[b] = in[b, pos[b], :]; backward adds into those rows. */
+void pool_eot_forward_gpu(float *out, int32_t *pos, const float *in, const int32_t *tokens,
+                          int eot, int B, int T, int C);
+void pool_eot_backward_gpu(float *din, const float *dout, const int32_t *pos, int B, int T, int C);
 
 /* ---- layer twins (device pointers; see nn.h for the shapes) ---- */
 void linear_forward_gpu(float *out, const float *inp, const float *w, const float *b, int N, int C,

@@ -42,6 +42,9 @@ typedef struct aes_params {
     size_t n_total;     /* floats in data */
     float *data;        /* [n_total] */
     float *grad;        /* [n_trainable] */
+    /* The GPU copy (aes_params_to_device), NULL on the CPU path: the
+     * device's data is then the current one and data a staging copy. */
+    float *d_data, *d_grad;
 } aes_params;
 
 void aes_params_init_table(aes_params *p);
@@ -61,5 +64,13 @@ int aes_params_find(const aes_params *p, const char *name);
 size_t aes_params_count(const aes_params *p, const char *prefix);
 void aes_params_zero_grad(aes_params *p);
 void aes_params_free(aes_params *p);
+
+/* The GPU copy (CUDA builds; needs aes_gpu_init): allocate d_data and
+ * d_grad, upload data, zero d_grad. */
+void aes_params_to_device(aes_params *p);
+/* data <- d_data (for a checkpoint or an analysis on the host). */
+void aes_params_download(aes_params *p);
+/* grad <- d_grad. */
+void aes_params_download_grad(aes_params *p);
 
 #endif

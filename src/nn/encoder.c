@@ -13,6 +13,10 @@
 #include "aesnet/core.h"
 #include "aesnet/tokenizer.h"
 
+#ifdef AESNET_WITH_CUDA
+#include "aesnet/gpu.h"
+#endif
+
 #define BN_MOMENTUM 0.1f
 #define BN_EPS 1e-5f
 #define LN_EPS 1e-5f
@@ -21,8 +25,17 @@
 
 static float *X(aes_encoder *e, int a) { return e->acts[a].x; }
 static float *DX(aes_encoder *e, int a) { return e->acts[a].dx; }
-static float *W(aes_encoder *e, int p) { return p >= 0 ? aes_params_data(e->P, p) : NULL; }
-static float *DW(aes_encoder *e, int p) { return p >= 0 ? aes_params_grad(e->P, p) : NULL; }
+/* A parameter and its gradient: the table's device copy on the GPU. */
+static float *W(aes_encoder *e, int p)
+{
+    if (p < 0) return NULL;
+    return e->device ? e->P->d_data + e->P->t[p].offset : aes_params_data(e->P, p);
+}
+static float *DW(aes_encoder *e, int p)
+{
+    if (p < 0 || !e->P->t[p].trainable) return NULL;
+    return e->device ? e->P->d_grad + e->P->t[p].offset : aes_params_grad(e->P, p);
+}
 
 /* conv: i = C, H, W, OC, K, stride, pad, OH, OW */
 static void conv_fwd(aes_encoder *e, aes_op *o, int B)
@@ -286,13 +299,235 @@ static const op_impl impl[OP_KINDS] = {
     [OP_TWO_TOKENS] = {two_tokens_fwd, two_tokens_bwd},
 };
 
+/* ---- the GPU twins of the ops ------------------------------------------ */
+#ifdef AESNET_WITH_CUDA
+static void conv_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    conv2d_forward_gpu(X(e, o->out), X(e, o->in), W(e, o->w), W(e, o->b), B, o->i[0], o->i[1],
+                       o->i[2], o->i[3], o->i[4], o->i[4], o->i[5], o->i[6]);
+}
+static void conv_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    float *din = o->in == e->input && !e->input_grad ? NULL : DX(e, o->in);
+    conv2d_backward_gpu(din, DW(e, o->w), DW(e, o->b), DX(e, o->out), X(e, o->in), W(e, o->w), B,
+                        o->i[0], o->i[1], o->i[2], o->i[3], o->i[4], o->i[4], o->i[5], o->i[6]);
+}
+static void bn_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    batchnorm_forward_gpu(X(e, o->out), o->s1, o->s2, X(e, o->in), W(e, o->w), W(e, o->b),
+                          W(e, o->w2), W(e, o->b2), B, o->i[0], o->i[1], e->train, BN_MOMENTUM,
+                          BN_EPS, e->red);
+}
+static void bn_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    if (!e->train) aes_internal_error("%s: backward through batch norm in eval mode", e->prefix);
+    batchnorm_backward_gpu(DX(e, o->in), DW(e, o->w), DW(e, o->b), DX(e, o->out), X(e, o->in),
+                           o->s1, o->s2, W(e, o->w), B, o->i[0], o->i[1], e->red);
+}
+static void relu_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    relu_forward_gpu(X(e, o->out), X(e, o->in), per(e, o->in) * (size_t)B);
+}
+static void relu_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    relu_backward_gpu(DX(e, o->in), DX(e, o->out), X(e, o->out), per(e, o->in) * (size_t)B);
+}
+static void maxpool_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    maxpool2d_forward_gpu(X(e, o->out), o->si, X(e, o->in), B, o->i[0], o->i[1], o->i[2], o->i[3],
+                          o->i[4], o->i[5]);
+}
+static void maxpool_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    maxpool2d_backward_gpu(DX(e, o->in), DX(e, o->out), o->si, B, o->i[0], o->i[1], o->i[2],
+                           o->i[3], o->i[4], o->i[5]);
+}
+static void add_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    size_t n = per(e, o->in) * (size_t)B;
+    aes_gpu_copy(X(e, o->out), X(e, o->in), sizeof(float) * n);
+    add_inplace_gpu(X(e, o->out), X(e, o->in2), n);
+}
+static void add_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    size_t n = per(e, o->in) * (size_t)B;
+    add_inplace_gpu(DX(e, o->in), DX(e, o->out), n);
+    add_inplace_gpu(DX(e, o->in2), DX(e, o->out), n);
+}
+static void gap_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    gap_forward_gpu(X(e, o->out), X(e, o->in), B, o->i[0], o->i[1]);
+}
+static void gap_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    gap_backward_gpu(DX(e, o->in), DX(e, o->out), B, o->i[0], o->i[1]);
+}
+static void linear_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    linear_forward_gpu(X(e, o->out), X(e, o->in), W(e, o->w), W(e, o->b), B * o->i[0], o->i[1],
+                       o->i[2]);
+}
+static void linear_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    linear_backward_gpu(DX(e, o->in), DW(e, o->w), DW(e, o->b), DX(e, o->out), X(e, o->in),
+                        W(e, o->w), B * o->i[0], o->i[1], o->i[2]);
+}
+static void ln_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    layernorm_forward_gpu(X(e, o->out), o->s1, o->s2, X(e, o->in), W(e, o->w), W(e, o->b),
+                          B * o->i[0], o->i[1], LN_EPS);
+}
+static void ln_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    layernorm_backward_gpu(DX(e, o->in), DW(e, o->w), DW(e, o->b), DX(e, o->out), X(e, o->in),
+                           W(e, o->w), o->s1, o->s2, B * o->i[0], o->i[1]);
+}
+static void gelu_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    gelu_forward_gpu(X(e, o->out), X(e, o->in), per(e, o->in) * (size_t)B);
+}
+static void gelu_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    gelu_backward_gpu(DX(e, o->in), DX(e, o->out), X(e, o->in), per(e, o->in) * (size_t)B);
+}
+static void attn_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    attention_forward_gpu(X(e, o->out), o->s1, e->scratch, X(e, o->in), B, o->i[0], o->i[1],
+                          o->i[2], o->i[3]);
+}
+static void attn_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    attention_backward_gpu(DX(e, o->in), e->scratch, DX(e, o->out), X(e, o->in), o->s1, B,
+                           o->i[0], o->i[1], o->i[2], o->i[3]);
+}
+static void embed_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    embedding_forward_gpu(X(e, o->out), e->d_tokens, W(e, o->w), W(e, o->b), B, o->i[0], o->i[1],
+                          o->i[2]);
+}
+static void embed_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    embedding_backward_gpu(DW(e, o->w), DW(e, o->b), DX(e, o->out), e->d_tokens, B, o->i[0],
+                           o->i[1], o->i[2]);
+}
+static void patch_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    patch_tokens_forward_gpu(X(e, o->out), X(e, o->in), W(e, o->w), W(e, o->b), B, o->i[0],
+                             o->i[1]);
+}
+static void patch_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    patch_tokens_backward_gpu(DX(e, o->in), DW(e, o->w), DW(e, o->b), DX(e, o->out), B, o->i[0],
+                              o->i[1]);
+}
+static void select0_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    const int T = o->i[0], C = o->i[1];
+    copy_cols_gpu(X(e, o->out), C, X(e, o->in), T * C, B, C, 0);
+}
+static void select0_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    const int T = o->i[0], C = o->i[1];
+    copy_cols_gpu(DX(e, o->in), T * C, DX(e, o->out), C, B, C, 1);
+}
+static void pool_eot_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    pool_eot_forward_gpu(X(e, o->out), o->si, X(e, o->in), e->d_tokens, AES_TOK_EOT, B, o->i[0],
+                         o->i[1]);
+}
+static void pool_eot_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    pool_eot_backward_gpu(DX(e, o->in), DX(e, o->out), o->si, B, o->i[0], o->i[1]);
+}
+/* As two_tokens_fwd/bwd, with strided copies for the splits. */
+static void two_tokens_fwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    const int Fv = o->i[0], Ft = o->i[1], Wd = o->i[2];
+    const float *in = X(e, o->in);
+    float *pv = o->s1, *pu = o->s1 + (size_t)B * Fv, *out = X(e, o->out);
+    copy_cols_gpu(pv, Fv, in, Fv + Ft, B, Fv, 0);
+    copy_cols_gpu(pu, Ft, in + Fv, Fv + Ft, B, Ft, 0);
+    linear_forward_gpu(o->s2, pv, W(e, o->w), W(e, o->b), B, Fv, Wd);
+    linear_forward_gpu(o->s2 + (size_t)B * Wd, pu, W(e, o->w2), W(e, o->b2), B, Ft, Wd);
+    copy_cols_gpu(out, 2 * Wd, o->s2, Wd, B, Wd, 0);
+    copy_cols_gpu(out + Wd, 2 * Wd, o->s2 + (size_t)B * Wd, Wd, B, Wd, 0);
+}
+static void two_tokens_bwd_g(aes_encoder *e, aes_op *o, int B)
+{
+    const int Fv = o->i[0], Ft = o->i[1], Wd = o->i[2];
+    const float *dout = DX(e, o->out);
+    float *pv = o->s1, *pu = o->s1 + (size_t)B * Fv;
+    float *dpv = o->s1 + (size_t)B * (Fv + Ft), *dpu = dpv + (size_t)B * Fv;
+    copy_cols_gpu(o->s2, Wd, dout, 2 * Wd, B, Wd, 0);
+    copy_cols_gpu(o->s2 + (size_t)B * Wd, Wd, dout + Wd, 2 * Wd, B, Wd, 0);
+    aes_gpu_zero(dpv, sizeof(float) * (size_t)B * (Fv + Ft));
+    linear_backward_gpu(dpv, DW(e, o->w), DW(e, o->b), o->s2, pv, W(e, o->w), B, Fv, Wd);
+    linear_backward_gpu(dpu, DW(e, o->w2), DW(e, o->b2), o->s2 + (size_t)B * Wd, pu, W(e, o->w2),
+                        B, Ft, Wd);
+    float *din = DX(e, o->in);
+    copy_cols_gpu(din, Fv + Ft, dpv, Fv, B, Fv, 1);
+    copy_cols_gpu(din + Fv, Fv + Ft, dpu, Ft, B, Ft, 1);
+}
+
+static const op_impl impl_gpu[OP_KINDS] = {
+    [OP_CONV] = {conv_fwd_g, conv_bwd_g},         [OP_BN] = {bn_fwd_g, bn_bwd_g},
+    [OP_RELU] = {relu_fwd_g, relu_bwd_g},         [OP_MAXPOOL] = {maxpool_fwd_g, maxpool_bwd_g},
+    [OP_ADD] = {add_fwd_g, add_bwd_g},            [OP_GAP] = {gap_fwd_g, gap_bwd_g},
+    [OP_LINEAR] = {linear_fwd_g, linear_bwd_g},   [OP_LN] = {ln_fwd_g, ln_bwd_g},
+    [OP_GELU] = {gelu_fwd_g, gelu_bwd_g},         [OP_ATTN] = {attn_fwd_g, attn_bwd_g},
+    [OP_EMBED] = {embed_fwd_g, embed_bwd_g},      [OP_PATCH_TOKENS] = {patch_fwd_g, patch_bwd_g},
+    [OP_SELECT0] = {select0_fwd_g, select0_bwd_g}, [OP_POOL_EOT] = {pool_eot_fwd_g, pool_eot_bwd_g},
+    [OP_TWO_TOKENS] = {two_tokens_fwd_g, two_tokens_bwd_g},
+};
+#endif
+
 /* ---- running the tape ------------------------------------------------ */
+
+static const op_impl *impl_of(const aes_encoder *e)
+{
+#ifdef AESNET_WITH_CUDA
+    if (e->device) return impl_gpu;
+#endif
+    AES_CHECK(!e->device);
+    return impl;
+}
+
+/* Copies between an activation and the caller's memory, on either side. */
+static void act_put(aes_encoder *e, float *dst, const float *src, size_t n, int from_host)
+{
+#ifdef AESNET_WITH_CUDA
+    if (e->device) {
+        if (from_host) aes_gpu_upload(dst, src, sizeof(float) * n);
+        else aes_gpu_copy(dst, src, sizeof(float) * n);
+        return;
+    }
+#endif
+    (void)e, (void)from_host;
+    memcpy(dst, src, sizeof(float) * n);
+}
+
+static void act_zero(aes_encoder *e, float *p, size_t n)
+{
+#ifdef AESNET_WITH_CUDA
+    if (e->device) {
+        aes_gpu_zero(p, sizeof(float) * n);
+        return;
+    }
+#endif
+    (void)e;
+    memset(p, 0, sizeof(float) * n);
+}
 
 const float *aes_encoder_forward(aes_encoder *e, const float *in, int B)
 {
     AES_CHECK(B >= 1 && B <= e->maxB);
-    if (in) memcpy(X(e, e->input), in, sizeof(float) * per(e, e->input) * (size_t)B);
-    for (int k = 0; k < e->n_ops; k++) impl[e->ops[k].kind].fwd(e, &e->ops[k], B);
+    if (in) act_put(e, X(e, e->input), in, per(e, e->input) * (size_t)B, 1);
+#ifdef AESNET_WITH_CUDA
+    if (e->device && e->d_tokens && e->tokens)
+        aes_gpu_upload(e->d_tokens, e->tokens, sizeof(int32_t) * (size_t)B * e->tokens_T);
+#endif
+    const op_impl *im = impl_of(e);
+    for (int k = 0; k < e->n_ops; k++) im[e->ops[k].kind].fwd(e, &e->ops[k], B);
     return X(e, e->output);
 }
 
@@ -300,11 +535,12 @@ void aes_encoder_backward(aes_encoder *e, const float *dout, int B)
 {
     AES_CHECK(B >= 1 && B <= e->maxB);
     /* Backward functions accumulate into dinp: start from zero. */
-    for (int a = 0; a < e->n_acts; a++) memset(DX(e, a), 0, sizeof(float) * per(e, a) * (size_t)B);
-    memcpy(DX(e, e->output), dout, sizeof(float) * per(e, e->output) * (size_t)B);
+    for (int a = 0; a < e->n_acts; a++) act_zero(e, DX(e, a), per(e, a) * (size_t)B);
+    act_put(e, DX(e, e->output), dout, per(e, e->output) * (size_t)B, 0);
+    const op_impl *im = impl_of(e);
     for (int k = e->n_ops - 1; k >= 0; k--) {
         aes_op *o = &e->ops[k];
-        impl[o->kind].bwd(e, o, B);
+        im[o->kind].bwd(e, o, B);
         if (!e->grad_ready) continue;
         /* Parameters are declared in op order: those of ops k.. are final. */
         size_t lo = (size_t)-1;
@@ -668,6 +904,25 @@ void aes_fusion_transformer_build(aes_encoder *e, aes_params *P, const char *pre
     e->out_width = OC;
 }
 
+/* Floats (n1, n2) and indices (ni) an op keeps for backward at batch maxB. */
+static void saved_sizes(const aes_encoder *e, const aes_op *o, int maxB, size_t *n1, size_t *n2,
+                        size_t *ni)
+{
+    *n1 = *n2 = *ni = 0;
+    switch (o->kind) {
+    case OP_BN: *n1 = *n2 = (size_t)o->i[0]; break;                       /* mean, rstd */
+    case OP_LN: *n1 = *n2 = (size_t)maxB * o->i[0]; break;                /* per row */
+    case OP_MAXPOOL: *ni = e->acts[o->out].per_sample * (size_t)maxB; break; /* argmax */
+    case OP_POOL_EOT: *ni = (size_t)maxB; break;                          /* eot positions */
+    case OP_TWO_TOKENS:
+        *n1 = (size_t)maxB * 2 * (o->i[0] + o->i[1]); /* the input parts and their gradients */
+        *n2 = (size_t)maxB * 2 * o->i[2];             /* the two token rows */
+        break;
+    case OP_ATTN: *n1 = (size_t)maxB * o->i[2] * o->i[0] * o->i[0]; break; /* probabilities */
+    default: break;
+    }
+}
+
 void aes_encoder_alloc(aes_encoder *e, int maxB)
 {
     e->maxB = maxB;
@@ -680,38 +935,77 @@ void aes_encoder_alloc(aes_encoder *e, int maxB)
     const size_t threads = (size_t)omp_get_max_threads();
     for (int k = 0; k < e->n_ops; k++) {
         aes_op *o = &e->ops[k];
-        size_t s = 0;
-        switch (o->kind) {
-        case OP_CONV: s = conv2d_scratch_floats(o->i[0], o->i[1], o->i[2], o->i[4], o->i[4], o->i[5], o->i[6]); break;
-        case OP_ATTN: s = threads * attention_scratch_floats(o->i[0], o->i[1], o->i[2]); break;
-        case OP_BN:
-            o->s1 = aes_calloc((size_t)o->i[0], sizeof(float), "bn mean");
-            o->s2 = aes_calloc((size_t)o->i[0], sizeof(float), "bn rstd");
-            break;
-        case OP_LN:
-            o->s1 = aes_calloc((size_t)maxB * o->i[0], sizeof(float), "ln mean");
-            o->s2 = aes_calloc((size_t)maxB * o->i[0], sizeof(float), "ln rstd");
-            break;
-        case OP_MAXPOOL:
-            o->si = aes_calloc(e->acts[o->out].per_sample * (size_t)maxB, sizeof(int32_t), "argmax");
-            break;
-        case OP_POOL_EOT: o->si = aes_calloc((size_t)maxB, sizeof(int32_t), "eot"); break;
-        case OP_TWO_TOKENS:
-            o->s1 = aes_calloc((size_t)maxB * 2 * (o->i[0] + o->i[1]), sizeof(float), "fusion inputs");
-            o->s2 = aes_calloc((size_t)maxB * 2 * o->i[2], sizeof(float), "fusion tokens");
-            break;
-        default: break;
-        }
-        if (o->kind == OP_ATTN)
-            o->s1 = aes_calloc((size_t)maxB * o->i[2] * o->i[0] * o->i[0], sizeof(float), "attention");
+        size_t s = 0, n1, n2, ni;
+        if (o->kind == OP_CONV)
+            s = conv2d_scratch_floats(o->i[0], o->i[1], o->i[2], o->i[4], o->i[4], o->i[5], o->i[6]);
+        if (o->kind == OP_ATTN) s = threads * attention_scratch_floats(o->i[0], o->i[1], o->i[2]);
+        saved_sizes(e, o, maxB, &n1, &n2, &ni);
+        if (n1) o->s1 = aes_calloc(n1, sizeof(float), "saved for backward");
+        if (n2) o->s2 = aes_calloc(n2, sizeof(float), "saved for backward");
+        if (ni) o->si = aes_calloc(ni, sizeof(int32_t), "saved indices");
+        if (o->kind == OP_EMBED) e->tokens_T = o->i[0];
         if (s > scratch) scratch = s;
     }
     e->scratch_n = scratch;
     e->scratch = aes_calloc(scratch, sizeof(float), "scratch");
 }
 
+#ifdef AESNET_WITH_CUDA
+void aes_encoder_to_device(aes_encoder *e)
+{
+    AES_CHECK(!e->device && e->P->d_data && e->maxB > 0);
+    const int maxB = e->maxB;
+    for (int a = 0; a < e->n_acts; a++) {
+        const size_t n = e->acts[a].per_sample * (size_t)maxB * sizeof(float);
+        free(e->acts[a].x);
+        free(e->acts[a].dx);
+        e->acts[a].x = aes_gpu_malloc(n, "activation");
+        e->acts[a].dx = aes_gpu_malloc(n, "activation gradient");
+    }
+    size_t scratch = 1;
+    for (int k = 0; k < e->n_ops; k++) {
+        aes_op *o = &e->ops[k];
+        size_t n1, n2, ni;
+        saved_sizes(e, o, maxB, &n1, &n2, &ni);
+        free(o->s1), free(o->s2), free(o->si);
+        o->s1 = n1 ? aes_gpu_malloc(n1 * sizeof(float), "saved for backward") : NULL;
+        o->s2 = n2 ? aes_gpu_malloc(n2 * sizeof(float), "saved for backward") : NULL;
+        o->si = ni ? aes_gpu_malloc(ni * sizeof(int32_t), "saved indices") : NULL;
+        if (o->kind == OP_ATTN) {
+            size_t s = attention_scratch_floats_gpu(maxB, o->i[0], o->i[1], o->i[2]);
+            if (s > scratch) scratch = s;
+        }
+    }
+    free(e->scratch);
+    e->scratch_n = scratch;
+    e->scratch = aes_gpu_malloc(scratch * sizeof(float), "scratch");
+    if (e->tokens_T)
+        e->d_tokens = aes_gpu_malloc(sizeof(int32_t) * (size_t)maxB * e->tokens_T, "tokens");
+    e->device = 1;
+}
+#endif
+
 void aes_encoder_free(aes_encoder *e)
 {
+#ifdef AESNET_WITH_CUDA
+    if (e->device) {
+        for (int a = 0; a < e->n_acts; a++) {
+            aes_gpu_free_mem(e->acts[a].x);
+            aes_gpu_free_mem(e->acts[a].dx);
+        }
+        for (int k = 0; k < e->n_ops; k++) {
+            aes_gpu_free_mem(e->ops[k].s1);
+            aes_gpu_free_mem(e->ops[k].s2);
+            aes_gpu_free_mem(e->ops[k].si);
+        }
+        aes_gpu_free_mem(e->scratch);
+        aes_gpu_free_mem(e->d_tokens);
+        free(e->acts);
+        free(e->ops);
+        memset(e, 0, sizeof *e);
+        return;
+    }
+#endif
     for (int a = 0; a < e->n_acts; a++) {
         free(e->acts[a].x);
         free(e->acts[a].dx);

@@ -3,6 +3,10 @@
  */
 #include "aesnet/params.h"
 
+#ifdef AESNET_WITH_CUDA
+#include "aesnet/gpu.h"
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +106,35 @@ size_t aes_params_count(const aes_params *p, const char *prefix)
 
 void aes_params_zero_grad(aes_params *p) { memset(p->grad, 0, sizeof(float) * p->n_trainable); }
 
+#ifdef AESNET_WITH_CUDA
+void aes_params_to_device(aes_params *p)
+{
+    AES_CHECK(p->data && !p->d_data);
+    p->d_data = aes_gpu_malloc(sizeof(float) * (p->n_total ? p->n_total : 1), "parameters");
+    p->d_grad = aes_gpu_malloc(sizeof(float) * (p->n_trainable ? p->n_trainable : 1), "gradients");
+    aes_gpu_upload(p->d_data, p->data, sizeof(float) * p->n_total);
+    aes_gpu_zero(p->d_grad, sizeof(float) * p->n_trainable);
+}
+
+void aes_params_download(aes_params *p)
+{
+    AES_CHECK(p->d_data);
+    aes_gpu_download(p->data, p->d_data, sizeof(float) * p->n_total);
+}
+
+void aes_params_download_grad(aes_params *p)
+{
+    AES_CHECK(p->d_grad);
+    aes_gpu_download(p->grad, p->d_grad, sizeof(float) * p->n_trainable);
+}
+#endif
+
 void aes_params_free(aes_params *p)
 {
+#ifdef AESNET_WITH_CUDA
+    aes_gpu_free_mem(p->d_data);
+    aes_gpu_free_mem(p->d_grad);
+#endif
     free(p->t);
     free(p->data);
     free(p->grad);

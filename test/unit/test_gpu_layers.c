@@ -2,7 +2,9 @@
  * Every GPU layer twin against its CPU reference (include/aesnet/gpu.h vs
  * nn.h): the same random inputs, the same pre-filled gradient buffers (so
  * the += convention is checked too), fp32 with TF32 off; per tensor
- * ||gpu - cpu|| / ||cpu|| <= 1e-4, and AdamW to 1e-6. Exits 77 (skipped)
+ * ||gpu - cpu|| / ||cpu|| <= 1e-4, and AdamW to 1e-6. Then whole
+ * encoders (ResNet, ViT, text, both fusion modules) through the op
+ * tape: the output and every parameter gradient. Exits 77 (skipped)
  * in a build without CUDA or on a machine without a GPU, as in CI.
  */
 #include <math.h>
@@ -12,7 +14,9 @@
 #include <string.h>
 
 #include "aesnet/core.h"
+#include "aesnet/encoder.h"
 #include "aesnet/gpu.h"
+#include "aesnet/tokenizer.h"
 #include "aesnet/nn.h"
 #include "aesnet/optim.h"
 #include "check.h"
@@ -285,6 +289,90 @@ static void test_adamw(void)
     rm(&p), rm(&g), rm(&m), rm(&v);
 }
 
+/* A whole encoder: one copy on the CPU, one on the GPU from the same
+ * initialisation; forward and backward on the same batch; the output and
+ * every parameter gradient compared. kind: 0 ResNet, 1 ViT, 2 text,
+ * 3 MLP fusion, 4 transformer fusion. */
+static void test_encoder(int kind, int B)
+{
+    static const char *names[] = {"ResNet-18 (width 1/4, 32 px)", "ViT (patch 8, width 64, depth 2, 32 px)",
+                                  "text transformer (width 64, depth 2, context 16)", "MLP fusion",
+                                  "transformer fusion"};
+    printf("encoder: %s, B=%d, forward and backward\n", names[kind], B);
+    aes_params P[2];
+    aes_encoder e[2];
+    aes_resnet_cfg rc = {.depth = 18, .width = 0.25f, .image_size = 32};
+    aes_vit_cfg vc = {.image_size = 32, .patch = 8, .width = 64, .depth = 2, .heads = 4};
+    aes_text_cfg tc = {.vocab = 300, .context = 16, .width = 64, .depth = 2, .heads = 4};
+    for (int d = 0; d < 2; d++) {
+        aes_params_init_table(&P[d]);
+        switch (kind) {
+        case 0: aes_resnet_build(&e[d], &P[d], "image/", &rc); break;
+        case 1: aes_vit_build(&e[d], &P[d], "image/", &vc); break;
+        case 2: aes_text_build(&e[d], &P[d], "text/", &tc); break;
+        case 3: aes_mlp_build(&e[d], &P[d], "fusion/", 48, 96, 32); break;
+        default: aes_fusion_transformer_build(&e[d], &P[d], "fusion/", 40, 24, 32, 4, 40); break;
+        }
+        aes_params_alloc(&P[d]);
+        aes_params_initialize(&P[d], 77);
+        aes_encoder_alloc(&e[d], B);
+        e[d].train = 1;
+    }
+    aes_params_to_device(&P[1]);
+    aes_encoder_to_device(&e[1]);
+    const size_t nin = e[0].acts[e[0].input].per_sample * (size_t)B;
+    ten x = mk(kind == 2 ? 1 : nin, 1);
+    int32_t *tok = NULL;
+    if (kind == 2) { /* descriptions of various lengths, one without <eot> */
+        tok = aes_malloc(sizeof(int32_t) * B * tc.context, "tokens");
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < tc.context; t++) {
+                const int len = 3 + (b * 5) % (tc.context - 2);
+                tok[b * tc.context + t] = t < len ? 256 + (b * 31 + t * 7) % 44 : t == len && b != 1 ? AES_TOK_EOT : 0;
+            }
+        e[0].tokens = e[1].tokens = tok;
+    }
+    const int OW = e[0].out_width;
+    ten y = mk((size_t)B * OW, 0), dy = mk((size_t)B * OW, 1);
+    memcpy(y.h, aes_encoder_forward(&e[0], kind == 2 ? NULL : x.h, B), sizeof(float) * B * OW);
+    aes_gpu_copy(y.d, aes_encoder_forward(&e[1], kind == 2 ? NULL : x.h, B), sizeof(float) * B * OW);
+    EXPECT("output", y, TOL);
+    aes_params_zero_grad(&P[0]);
+    aes_encoder_backward(&e[0], dy.h, B);
+    aes_encoder_backward(&e[1], dy.d, B);
+    aes_params_download_grad(&P[1]);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int k = 0; k < P[0].n; k++) {
+        const aes_tensor *t = &P[0].t[k];
+        if (!t->trainable) continue;
+        const float *a = P[0].grad + t->offset, *b = P[1].grad + t->offset;
+        double dd = 0, nn = 0;
+        for (size_t i = 0; i < t->numel; i++) {
+            dd += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+            nn += (double)a[i] * a[i];
+        }
+        const double r = nn > 0 ? sqrt(dd / nn) : sqrt(dd);
+        if (r > worst) worst = r, worst_name = t->name;
+    }
+    printf("  %-40s %.2e (%s)\n", "worst parameter gradient", worst, worst_name);
+    CHECK_MSG(worst <= TOL, "%s: %s", names[kind], worst_name);
+    /* Batch norm's running statistics moved the same way. */
+    aes_params_download(&P[1]);
+    double rd = 0, rn = 0;
+    for (size_t i = P[0].n_trainable; i < P[0].n_total; i++) {
+        rd += ((double)P[0].data[i] - P[1].data[i]) * ((double)P[0].data[i] - P[1].data[i]);
+        rn += (double)P[0].data[i] * P[0].data[i];
+    }
+    CHECK_MSG(rn == 0 || sqrt(rd / rn) <= TOL, "%s: running statistics", names[kind]);
+    free(tok);
+    rm(&x), rm(&y), rm(&dy);
+    for (int d = 0; d < 2; d++) {
+        aes_encoder_free(&e[d]);
+        aes_params_free(&P[d]);
+    }
+}
+
 int main(void)
 {
     char why[256];
@@ -319,6 +407,7 @@ int main(void)
     test_attention(4, 77, 128, 4, 1);
     test_embedding(5, 13, 32, 100);
     test_adamw();
+    for (int kind = 0; kind < 5; kind++) test_encoder(kind, 6);
     aes_gpu_free(&gpu);
     return check_report();
 }
