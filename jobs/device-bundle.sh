@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Bundle what the GPU checks (test/device/run.sh) need on a machine that
+# has CUDA, cuBLAS and cuDNN (here: inside PyTorch's Python packages) but
+# not Debian's MPI, HDF5, libconfig, OpenBLAS, jansson, libpng or libjpeg:
+# a CUDA build for sm_90 (build-device/) and, packed with xz in
+# .device/bundle.tar.xz, its programs and the shared libraries they load
+# that are not CUDA's and not the C library's (the device tool carries
+# 64 MiB at most; OpenBLAS alone is 35 MiB unpacked).
+#   bash jobs/device-bundle.sh            then name .device in the run's carry
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$root/build-device/bundle
+bash "$root/jobs/build.sh" "$root/build-device" -DAESNET_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DAESNET_NATIVE=OFF
+rm -rf "$out"; mkdir -p "$out/bin" "$out/lib"
+progs=("$root/build-device/aesnet" "$root/build-device/test/test_gpu_layers")
+cp "${progs[@]}" "$out/bin/"
+# Debian's libraries behind the programs, not the ones the target has
+# (glibc, the C++ runtime, the CUDA driver and toolkit libraries).
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libgcc_s|libstdc\+\+|libcuda\.|libcudart|libcublas|libcudnn|libnvrtc|libnvJitLink)'
+for p in "${progs[@]}"; do
+  ldd "$p" | awk '$3 ~ /^\// { print $1, $3 }'
+done | sort -u | while read -r name path; do
+  [[ $name =~ $skip ]] || cp -L "$path" "$out/lib/$name"
+done
+# Open MPI opens its components at run time from its own prefix.
+ompi=$(dirname "$(ldd "${progs[0]}" | awk '/libmpi\.so/ { print $3 }')")
+for d in openmpi/lib/openmpi3 openmpi/lib/pmix; do
+  [ -d "$ompi/$d" ] && mkdir -p "$out/lib/$d" && cp -L "$ompi/$d"/*.so "$out/lib/$d/" 2>/dev/null || true
+done
+strip --strip-unneeded "$out/bin/"* "$out/lib/"*.so* 2>/dev/null || true
+mkdir -p "$root/.device"
+tar -C "$out" -cJf "$root/.device/bundle.tar.xz" bin lib
+size=$(du -sm "$root/.device/bundle.tar.xz" | cut -f1)
+echo "bundle: .device/bundle.tar.xz, ${size} MiB packed, $(du -sm "$out" | cut -f1) MiB unpacked ($(ls "$out/lib" | wc -l) libraries)"
+[ "$size" -le 48 ] || { echo "bundle over 48 MiB packed: trim it before it can travel" >&2; exit 1; }

@@ -1,0 +1,12 @@
+# Sourced by the device scripts: unpack .device/bundle.tar.xz (made here
+# by jobs/device-bundle.sh) into $AESNET_BUNDLE and point the loader at
+# its libraries and at the machine's CUDA libraries (the toolkit's, or
+# those inside PyTorch's nvidia packages).
+AESNET_BUNDLE=${AESNET_BUNDLE:-/tmp/aesnet-bundle}
+if [ ! -x "$AESNET_BUNDLE/bin/aesnet" ]; then
+  rm -rf "$AESNET_BUNDLE" && mkdir -p "$AESNET_BUNDLE" && tar -C "$AESNET_BUNDLE" -xJf .device/bundle.tar.xz
+fi
+_site=$(python3 -c "import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null || true)
+_cuda_dirs=$( { [ -n "$_site" ] && find -L "$_site/nvidia" \( -name 'libcublas.so.*' -o -name 'libcudnn.so.*' -o -name 'libcudart.so.*' -o -name 'libnvJitLink.so.*' -o -name 'libnvrtc.so.*' \) -printf '%h\n' 2>/dev/null; } | sort -u | paste -sd:)
+export LD_LIBRARY_PATH="$AESNET_BUNDLE/lib${_cuda_dirs:+:$_cuda_dirs}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export AESNET_BUNDLE
