@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "aesnet/core.h"
+#include "aesnet/loss.h"
 #include "aesnet/nn.h"
 #include "aesnet/optim.h"
 
@@ -139,6 +140,17 @@ void softmax_backward_gpu(float *dinp, const float *dout, const float *out, int 
 void l2norm_forward_gpu(float *out, float *norm, const float *inp, int N, int C);
 void l2norm_backward_gpu(float *dinp, const float *dout, const float *out, const float *norm,
                          int N, int C);
+
+/* ---- loss twins (include/aesnet/loss.h), row-block form, device memory:
+ * args' x, y, mask, hash, logscale, v and ref are device pointers; the MAC
+ * weights stay host memory (the config's). Nothing is copied back: out
+ * (device doubles) gets MAC: loss_a[A] then the loss share at [A]; SA: the
+ * loss share. Gradients are OVERWRITTEN as on the CPU. */
+size_t aes_mac_scratch_floats_gpu(int B, int Bg, int A);
+void aes_mac_loss_gpu(const aes_mac_args *args, float *scratch, double *out, float *dx,
+                      float *dy, float *dlogscale);
+size_t aes_sa_scratch_floats_gpu(int B, int Bg, int F, int Fr);
+void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double *out, float *dv);
 
 /* ---- optimizer twin: the arithmetic of aes_adamw_step, element for element. */
 void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,

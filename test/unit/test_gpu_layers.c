@@ -4,7 +4,8 @@
  * the += convention is checked too), fp32 with TF32 off; per tensor
  * ||gpu - cpu|| / ||cpu|| <= 1e-4, and AdamW to 1e-6. Then whole
  * encoders (ResNet, ViT, text, both fusion modules) through the op
- * tape: the output and every parameter gradient. Exits 77 (skipped)
+ * tape: the output and every parameter gradient. And both losses, whole
+ * and in row-block form. Exits 77 (skipped)
  * in a build without CUDA or on a machine without a GPU, as in CI.
  */
 #include <math.h>
@@ -16,6 +17,7 @@
 #include "aesnet/core.h"
 #include "aesnet/encoder.h"
 #include "aesnet/gpu.h"
+#include "aesnet/loss.h"
 #include "aesnet/tokenizer.h"
 #include "aesnet/nn.h"
 #include "aesnet/optim.h"
@@ -289,6 +291,93 @@ static void test_adamw(void)
     rm(&p), rm(&g), rm(&m), rm(&v);
 }
 
+/* Unit rows, as the embeddings the losses see. */
+static void unit_rows(ten *t, int n, int D)
+{
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int k = 0; k < D; k++) ss += (double)t->h[i * D + k] * t->h[i * D + k];
+        for (int k = 0; k < D; k++) t->h[i * D + k] /= (float)sqrt(ss);
+    }
+    aes_gpu_upload(t->d, t->h, sizeof(float) * t->n);
+}
+
+/* Both losses in row-block form (rows row0 .. row0 + B of Bg): a masked
+ * attribute row, one attribute without rows, repeated descriptions. */
+static void test_losses(int dup, int B, int row0)
+{
+    const int A = 3, D = 24, Bg = 20, F = 16, Fr = 12;
+    printf("losses: MAC (duplicates %s), SA kl and mse; rows %d..%d of %d\n",
+           dup ? "positive" : "negative", row0, row0 + B - 1, Bg);
+    ten x = mk((size_t)A * Bg * D, 1), y = mk((size_t)A * Bg * D, 1);
+    unit_rows(&x, A * Bg, D);
+    unit_rows(&y, A * Bg, D);
+    uint8_t mask[3 * 20];
+    uint64_t hash[3 * 20];
+    for (int a = 0; a < A; a++)
+        for (int j = 0; j < Bg; j++) {
+            mask[a * Bg + j] = a == 2 ? 0 : (j * 7 + a) % 5 != 0;
+            hash[a * Bg + j] = aes_hash64((uint64_t)(j % 7) + 100 * a); /* groups of repeats */
+        }
+    uint8_t *dmask = aes_gpu_malloc(sizeof mask, "mask");
+    uint64_t *dhash = aes_gpu_malloc(sizeof hash, "hash");
+    aes_gpu_upload(dmask, mask, sizeof mask);
+    aes_gpu_upload(dhash, hash, sizeof hash);
+    ten ls = mk(A, 0);
+    const float lsv[3] = {2.3f, 1.2f, 3.0f}, w[3] = {1.0f, 0.5f, 2.0f};
+    memcpy(ls.h, lsv, sizeof lsv);
+    aes_gpu_upload(ls.d, ls.h, sizeof lsv);
+    aes_mac_args ma = {.A = A, .D = D, .Bg = Bg, .B = B, .row0 = row0, .x = x.h, .y = y.h,
+                       .mask = mask, .hash = hash, .logscale = ls.h, .weights = w,
+                       .duplicates_positive = dup};
+    ten dx = mk((size_t)A * Bg * D, 0), dy = mk((size_t)A * Bg * D, 0), dls = mk(A, 0);
+    ten la = mk(A + 1, 0); /* loss_a, then the total */
+    float *scr = aes_malloc(sizeof(float) * aes_mac_scratch_floats(B, Bg), "scratch");
+    double loss_a[3];
+    const double total = aes_mac_loss(&ma, scr, loss_a, dx.h, dy.h, dls.h);
+    for (int a = 0; a < A; a++) la.h[a] = (float)loss_a[a];
+    la.h[A] = (float)total;
+    float *sd = aes_gpu_malloc(sizeof(float) * aes_mac_scratch_floats_gpu(B, Bg, A), "scratch");
+    double *dout = aes_gpu_malloc(sizeof(double) * (A + 1), "losses");
+    aes_mac_args mg = ma;
+    mg.x = x.d, mg.y = y.d, mg.mask = dmask, mg.hash = dhash, mg.logscale = ls.d;
+    aes_mac_loss_gpu(&mg, sd, dout, dx.d, dy.d, dls.d);
+    double hout[4];
+    aes_gpu_download(hout, dout, sizeof(double) * (A + 1));
+    float lf[4];
+    for (int k = 0; k <= A; k++) lf[k] = (float)hout[k];
+    aes_gpu_upload(la.d, lf, sizeof lf);
+    EXPECT("MAC loss_a and share", la, 1e-5);
+    EXPECT("MAC dx", dx, TOL);
+    EXPECT("MAC dy", dy, TOL);
+    EXPECT("MAC dlogscale", dls, TOL);
+    free(scr);
+    aes_gpu_free_mem(sd);
+
+    ten v = mk((size_t)Bg * F, 1), ref = mk((size_t)Bg * Fr, 1), dv = mk((size_t)Bg * F, 0), sl = mk(1, 0);
+    for (int kind = 0; kind < 2; kind++) {
+        aes_sa_args sa = {.Bg = Bg, .B = B, .row0 = row0, .F = F, .Fr = Fr, .v = v.h, .ref = ref.h,
+                          .tau = 0.1f, .kind = kind ? AES_AFFINITY_MSE : AES_AFFINITY_KL};
+        float *sc = aes_malloc(sizeof(float) * aes_sa_scratch_floats(B, Bg, F, Fr), "scratch");
+        sl.h[0] = (float)aes_sa_loss(&sa, sc, dv.h);
+        float *sg = aes_gpu_malloc(sizeof(float) * aes_sa_scratch_floats_gpu(B, Bg, F, Fr), "scratch");
+        aes_sa_args sb = sa;
+        sb.v = v.d, sb.ref = ref.d;
+        aes_sa_loss_gpu(&sb, sg, dout, dv.d);
+        aes_gpu_download(hout, dout, sizeof(double));
+        lf[0] = (float)hout[0];
+        aes_gpu_upload(sl.d, lf, sizeof(float));
+        EXPECT(kind ? "SA mse loss share" : "SA kl loss share", sl, 1e-5);
+        EXPECT(kind ? "SA mse dv" : "SA kl dv", dv, TOL);
+        free(sc);
+        aes_gpu_free_mem(sg);
+    }
+    aes_gpu_free_mem(dout);
+    aes_gpu_free_mem(dmask);
+    aes_gpu_free_mem(dhash);
+    rm(&x), rm(&y), rm(&ls), rm(&dx), rm(&dy), rm(&dls), rm(&la), rm(&v), rm(&ref), rm(&dv), rm(&sl);
+}
+
 /* A whole encoder: one copy on the CPU, one on the GPU from the same
  * initialisation; forward and backward on the same batch; the output and
  * every parameter gradient compared. kind: 0 ResNet, 1 ViT, 2 text,
@@ -407,6 +496,9 @@ int main(void)
     test_attention(4, 77, 128, 4, 1);
     test_embedding(5, 13, 32, 100);
     test_adamw();
+    test_losses(1, 20, 0);
+    test_losses(0, 20, 0);
+    test_losses(1, 7, 9);
     for (int kind = 0; kind < 5; kind++) test_encoder(kind, 6);
     aes_gpu_free(&gpu);
     return check_report();
