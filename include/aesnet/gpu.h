@@ -79,6 +79,21 @@ void pool_eot_forward_gpu(float *out, int32_t *pos, const float *in, const int32
                           int eot, int B, int T, int C);
 void pool_eot_backward_gpu(float *din, const float *dout, const int32_t *pos, int B, int T, int C);
 
+/* ---- the model's fusion plumbing (src/nn/model.c has the CPU loops) ----
+ * partner [A, B]: the attribute fused into (a, i), -1 for none. */
+/* fin [A*B, Fv + Ft] = [nv[i]; nu[partner, i] or 0]. */
+void fusion_input_gpu(float *fin, const float *nv, const float *nu, const int32_t *partner, int A,
+                      int B, int Fv, int Ft);
+/* h [A, B, Fv] = v[i] + (partner >= 0 ? fout[a, i] : 0). */
+void fusion_add_gpu(float *h, const float *v, const float *fout, const int32_t *partner, int A,
+                    int B, int Fv);
+/* dfout [B, Fv] (attribute a's rows) = partner >= 0 ? dh[i] : 0. */
+void fusion_dout_gpu(float *dfout, const float *dh, const int32_t *partner_a, int B, int Fv);
+/* dnv[i] += sum_a dfin[a, i, :Fv] and dnu[c, i] += sum of dfin[a, i, Fv:]
+ * over the a whose partner is c, in attribute order (as the CPU). */
+void fusion_input_backward_gpu(float *dnv, float *dnu, const float *dfin, const int32_t *partner,
+                               int A, int B, int Fv, int Ft);
+
 /* ---- layer twins (device pointers; see nn.h for the shapes) ---- */
 void linear_forward_gpu(float *out, const float *inp, const float *w, const float *b, int N, int C,
                         int OC);

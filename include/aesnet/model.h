@@ -67,9 +67,19 @@ typedef struct aes_model {
     aes_params refP;
     aes_encoder ref;
     float *vref;     /* [B, Fv] */
+    /* On the GPU (aes_model_to_device): the buffers above (not partner)
+     * are device memory; partner is drawn on the host and uploaded. */
+    int device;
+    int32_t *d_partner; /* [A, B] */
 } aes_model;
 
 void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB);
+/* Move a built model to the GPU (CUDA builds, after aes_gpu_init): its
+ * parameter tables, encoders and buffers. Forward then takes host inputs
+ * (images, tokens, mask, rows) and leaves v, x, y (and vref) in device
+ * memory; backward takes device gradients and accumulates into the
+ * table's device gradient (dlogscale: device memory too). */
+void aes_model_to_device(aes_model *m);
 void aes_model_free(aes_model *m);
 
 /* Forward B samples: images [B, 3, R, R], tokens [A, B, L], mask [A, B],

@@ -119,3 +119,97 @@ extern "C" void pool_eot_backward_gpu(float *din, const float *dout, const int32
                                                                                  T, C, 1);
     LAUNCH_OK();
 }
+
+/* ---- the model's fusion plumbing ------------------------------------------------------- */
+
+__global__ void fusion_input_kernel(float *fin, const float *nv, const float *nu,
+                                    const int32_t *partner, int A, int B, int Fv, int Ft)
+{
+    const int W = Fv + Ft;
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)A * B * W) return;
+    const int k = (int)(e % W);
+    const size_t ai = e / W;
+    const int i = (int)(ai % B), c = partner[ai];
+    fin[e] = k < Fv ? nv[(size_t)i * Fv + k] : c >= 0 ? nu[((size_t)c * B + i) * Ft + (k - Fv)] : 0.0f;
+}
+
+extern "C" void fusion_input_gpu(float *fin, const float *nv, const float *nu,
+                                 const int32_t *partner, int A, int B, int Fv, int Ft)
+{
+    const size_t n = (size_t)A * B * (Fv + Ft);
+    fusion_input_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(fin, nv, nu, partner, A, B,
+                                                                       Fv, Ft);
+    LAUNCH_OK();
+}
+
+__global__ void fusion_add_kernel(float *h, const float *v, const float *fout,
+                                  const int32_t *partner, int A, int B, int Fv)
+{
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)A * B * Fv) return;
+    const size_t ai = e / Fv;
+    const int i = (int)(ai % B), k = (int)(e % Fv);
+    const float base = v[(size_t)i * Fv + k];
+    h[e] = fout && partner[ai] >= 0 ? base + fout[e] : base;
+}
+
+extern "C" void fusion_add_gpu(float *h, const float *v, const float *fout, const int32_t *partner,
+                               int A, int B, int Fv)
+{
+    const size_t n = (size_t)A * B * Fv;
+    fusion_add_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(h, v, fout, partner, A, B, Fv);
+    LAUNCH_OK();
+}
+
+__global__ void fusion_dout_kernel(float *dfout, const float *dh, const int32_t *partner_a, int B,
+                                   int Fv)
+{
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)B * Fv) return;
+    dfout[e] = partner_a[e / Fv] >= 0 ? dh[e] : 0.0f;
+}
+
+extern "C" void fusion_dout_gpu(float *dfout, const float *dh, const int32_t *partner_a, int B,
+                                int Fv)
+{
+    const size_t n = (size_t)B * Fv;
+    fusion_dout_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(dfout, dh, partner_a, B, Fv);
+    LAUNCH_OK();
+}
+
+/* One thread per element of dnv [B, Fv] and of dnu [A, B, Ft]: a gather
+ * over the attributes in order, no atomics. */
+__global__ void fusion_input_bwd_kernel(float *dnv, float *dnu, const float *dfin,
+                                        const int32_t *partner, int A, int B, int Fv, int Ft)
+{
+    const int W = Fv + Ft;
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t nv = (size_t)B * Fv;
+    if (e < nv) {
+        const int i = (int)(e / Fv), k = (int)(e % Fv);
+        float acc = dnv[e];
+        for (int a = 0; a < A; a++)
+            if (partner[(size_t)a * B + i] >= 0) acc += dfin[((size_t)a * B + i) * W + k];
+        dnv[e] = acc;
+        return;
+    }
+    e -= nv;
+    if (e >= (size_t)A * B * Ft) return;
+    const int k = (int)(e % Ft);
+    const size_t ci = e / Ft;
+    const int c = (int)(ci / B), i = (int)(ci % B);
+    float acc = dnu[e];
+    for (int a = 0; a < A; a++)
+        if (partner[(size_t)a * B + i] == c) acc += dfin[((size_t)a * B + i) * W + Fv + k];
+    dnu[e] = acc;
+}
+
+extern "C" void fusion_input_backward_gpu(float *dnv, float *dnu, const float *dfin,
+                                          const int32_t *partner, int A, int B, int Fv, int Ft)
+{
+    const size_t n = (size_t)B * Fv + (size_t)A * B * Ft;
+    fusion_input_bwd_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(dnv, dnu, dfin, partner,
+                                                                           A, B, Fv, Ft);
+    LAUNCH_OK();
+}

@@ -10,12 +10,31 @@
 
 #include "aesnet/core.h"
 
+#ifdef AESNET_WITH_CUDA
+#include "aesnet/gpu.h"
+#endif
+
 static float *fz(size_t n, const char *what) { return aes_calloc(n ? n : 1, sizeof(float), what); }
 
 static void build_image(aes_encoder *e, aes_params *P, const aes_model_cfg *c)
 {
     if (c->image == AES_IMAGE_RESNET) aes_resnet_build(e, P, "image/", &c->resnet);
     else aes_vit_build(e, P, "image/", &c->vit);
+}
+
+/* The model's float buffers and their sizes at maxB (vref apart). */
+enum { NBUF = 22 };
+static void buffers(aes_model *m, float **p[NBUF], size_t n[NBUF])
+{
+    const size_t B = (size_t)m->maxB, AB = (size_t)m->cfg.A * B, D = (size_t)m->cfg.D;
+    const size_t Fv = (size_t)m->Fv, Ft = (size_t)m->Ft;
+    float **ps[NBUF] = {&m->v,  &m->u,  &m->nv, &m->nvn, &m->nu, &m->nun, &m->fin, &m->h,
+                        &m->xp, &m->xn, &m->x,  &m->yp,  &m->yn, &m->y,   &m->dv,  &m->du,
+                        &m->dh, &m->dxp, &m->dyp, &m->dnv, &m->dnu, &m->dfout};
+    const size_t ns[NBUF] = {B * Fv, AB * Ft, B * Fv, B,      AB * Ft, AB,     AB * (Fv + Ft),
+                             AB * Fv, AB * D, AB,     AB * D, AB * D,  AB,     AB * D,
+                             B * Fv, AB * Ft, B * Fv, B * D,  B * D,   B * Fv, AB * Ft, AB * Fv};
+    for (int k = 0; k < NBUF; k++) p[k] = ps[k], n[k] = ns[k];
 }
 
 void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB)
@@ -58,30 +77,11 @@ void aes_model_build(aes_model *m, const aes_model_cfg *cfg, int maxB)
     aes_encoder_alloc(&m->text, maxB * A);
     if (cfg->fusion != AES_FUSION_NONE) aes_encoder_alloc(&m->fusion, maxB * A);
 
-    const size_t AB = (size_t)A * maxB;
-    m->v = fz((size_t)maxB * Fv, "v");
-    m->u = fz(AB * Ft, "u");
-    m->nv = fz((size_t)maxB * Fv, "n(v)");
-    m->nvn = fz((size_t)maxB, "|v|");
-    m->nu = fz(AB * Ft, "n(u)");
-    m->nun = fz(AB, "|u|");
-    m->partner = aes_calloc(AB, sizeof(int32_t), "partners");
-    m->fin = fz(AB * (Fv + Ft), "fusion input");
-    m->h = fz(AB * Fv, "h");
-    m->xp = fz(AB * D, "xp");
-    m->xn = fz(AB, "|xp|");
-    m->x = fz(AB * D, "x");
-    m->yp = fz(AB * D, "yp");
-    m->yn = fz(AB, "|yp|");
-    m->y = fz(AB * D, "y");
-    m->dv = fz((size_t)maxB * Fv, "dv");
-    m->du = fz(AB * Ft, "du");
-    m->dh = fz((size_t)maxB * Fv, "dh");
-    m->dxp = fz((size_t)maxB * D, "dxp");
-    m->dyp = fz((size_t)maxB * D, "dyp");
-    m->dnv = fz((size_t)maxB * Fv, "dn(v)");
-    m->dnu = fz(AB * Ft, "dn(u)");
-    m->dfout = fz(AB * Fv, "dfusion");
+    float **bp[NBUF];
+    size_t bn[NBUF];
+    buffers(m, bp, bn);
+    for (int k = 0; k < NBUF; k++) *bp[k] = fz(bn[k], "model buffer");
+    m->partner = aes_calloc((size_t)A * maxB, sizeof(int32_t), "partners");
 
     if (cfg->frozen_reference) {
         /* Same names, so the copy below finds every tensor; eval-mode batch
@@ -109,13 +109,21 @@ void aes_model_free(aes_model *m)
     if (m->cfg.frozen_reference) {
         aes_encoder_free(&m->ref);
         aes_params_free(&m->refP);
-        free(m->vref);
+        if (!m->device) free(m->vref);
     }
     aes_params_free(&m->P);
-    float *bufs[] = {m->v,  m->u,  m->nv, m->nvn, m->nu, m->nun, m->fin, m->h,   m->xp,
-                     m->xn, m->x,  m->yp, m->yn,  m->y,  m->dv,  m->du,  m->dh,  m->dxp,
-                     m->dyp, m->dnv, m->dnu, m->dfout};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free(bufs[k]);
+    float **bp[NBUF];
+    size_t bn[NBUF];
+    buffers(m, bp, bn);
+#ifdef AESNET_WITH_CUDA
+    if (m->device) {
+        for (int k = 0; k < NBUF; k++) aes_gpu_free_mem(*bp[k]);
+        aes_gpu_free_mem(m->d_partner);
+        if (m->cfg.frozen_reference) aes_gpu_free_mem(m->vref), m->vref = NULL;
+    }
+#endif
+    if (!m->device)
+        for (int k = 0; k < NBUF; k++) free(*bp[k]);
     for (int a = 0; a < m->cfg.A; a++) free((char *)m->cfg.attr_names[a]);
     free(m->partner);
     free(m->p_img_proj);
@@ -143,10 +151,115 @@ static void draw_partners(aes_model *m, const uint8_t *mask, const int64_t *rows
     }
 }
 
+/* ---- the GPU path: the same algebra with the GPU twins ------------------- */
+#ifdef AESNET_WITH_CUDA
+void aes_model_to_device(aes_model *m)
+{
+    AES_CHECK(!m->device);
+    aes_params_to_device(&m->P);
+    aes_encoder_to_device(&m->image);
+    aes_encoder_to_device(&m->text);
+    if (m->cfg.fusion != AES_FUSION_NONE) aes_encoder_to_device(&m->fusion);
+    float **bp[NBUF];
+    size_t bn[NBUF];
+    buffers(m, bp, bn);
+    for (int k = 0; k < NBUF; k++) {
+        free(*bp[k]);
+        *bp[k] = aes_gpu_malloc(sizeof(float) * (bn[k] ? bn[k] : 1), "model buffer");
+        aes_gpu_zero(*bp[k], sizeof(float) * bn[k]);
+    }
+    m->d_partner = aes_gpu_malloc(sizeof(int32_t) * (size_t)m->cfg.A * m->maxB, "partners");
+    if (m->cfg.frozen_reference) {
+        aes_params_to_device(&m->refP);
+        aes_encoder_to_device(&m->ref);
+        free(m->vref);
+        m->vref = aes_gpu_malloc(sizeof(float) * (size_t)m->maxB * m->Fv, "reference features");
+    }
+    m->device = 1;
+}
+
+static float *dparam(aes_model *m, int idx) { return m->P.d_data + m->P.t[idx].offset; }
+static float *dgrad(aes_model *m, int idx) { return m->P.d_grad + m->P.t[idx].offset; }
+
+static void forward_gpu(aes_model *m, const float *images, const int32_t *tokens, int B)
+{
+    const int A = m->cfg.A, D = m->cfg.D, Fv = m->Fv, Ft = m->Ft, AB = A * B;
+    aes_gpu_copy(m->v, aes_encoder_forward(&m->image, images, B), sizeof(float) * (size_t)B * Fv);
+    m->text.tokens = tokens;
+    aes_gpu_copy(m->u, aes_encoder_forward(&m->text, NULL, AB), sizeof(float) * (size_t)AB * Ft);
+    l2norm_forward_gpu(m->nv, m->nvn, m->v, B, Fv);
+    l2norm_forward_gpu(m->nu, m->nun, m->u, AB, Ft);
+    aes_gpu_upload(m->d_partner, m->partner, sizeof(int32_t) * (size_t)AB);
+    const float *fout = NULL;
+    if (m->cfg.fusion != AES_FUSION_NONE) {
+        fusion_input_gpu(m->fin, m->nv, m->nu, m->d_partner, A, B, Fv, Ft);
+        /* the fusion encoder's input is device memory already: copy it in */
+        aes_gpu_copy(m->fusion.acts[m->fusion.input].x, m->fin, sizeof(float) * (size_t)AB * (Fv + Ft));
+        fout = aes_encoder_forward(&m->fusion, NULL, AB);
+    }
+    fusion_add_gpu(m->h, m->v, fout, m->d_partner, A, B, Fv);
+    for (int a = 0; a < A; a++) {
+        const size_t o = (size_t)a * B * D;
+        linear_forward_gpu(m->xp + o, m->h + (size_t)a * B * Fv, dparam(m, m->p_img_proj[a]), NULL,
+                           B, Fv, D);
+        l2norm_forward_gpu(m->x + o, m->xn + (size_t)a * B, m->xp + o, B, D);
+        linear_forward_gpu(m->yp + o, m->u + (size_t)a * B * Ft, dparam(m, m->p_txt_proj[a]), NULL,
+                           B, Ft, D);
+        l2norm_forward_gpu(m->y + o, m->yn + (size_t)a * B, m->yp + o, B, D);
+    }
+    if (m->cfg.frozen_reference)
+        aes_gpu_copy(m->vref, aes_encoder_forward(&m->ref, images, B), sizeof(float) * (size_t)B * Fv);
+}
+
+static void backward_gpu(aes_model *m, const float *dx, const float *dy, const float *dv_loss,
+                         const float *dlogscale)
+{
+    const int B = m->B, A = m->cfg.A, D = m->cfg.D, Fv = m->Fv, Ft = m->Ft, AB = A * B;
+    aes_gpu_zero(m->dnv, sizeof(float) * (size_t)B * Fv);
+    aes_gpu_zero(m->dnu, sizeof(float) * (size_t)AB * Ft);
+    aes_gpu_zero(m->du, sizeof(float) * (size_t)AB * Ft);
+    aes_gpu_zero(m->dv, sizeof(float) * (size_t)B * Fv);
+    for (int a = 0; a < A; a++) {
+        const size_t o = (size_t)a * B * D;
+        aes_gpu_zero(m->dxp, sizeof(float) * (size_t)B * D);
+        l2norm_backward_gpu(m->dxp, dx + o, m->x + o, m->xn + (size_t)a * B, B, D);
+        aes_gpu_zero(m->dh, sizeof(float) * (size_t)B * Fv);
+        linear_backward_gpu(m->dh, dgrad(m, m->p_img_proj[a]), NULL, m->dxp,
+                            m->h + (size_t)a * B * Fv, dparam(m, m->p_img_proj[a]), B, Fv, D);
+        aes_gpu_zero(m->dyp, sizeof(float) * (size_t)B * D);
+        l2norm_backward_gpu(m->dyp, dy + o, m->y + o, m->yn + (size_t)a * B, B, D);
+        linear_backward_gpu(m->du + (size_t)a * B * Ft, dgrad(m, m->p_txt_proj[a]), NULL, m->dyp,
+                            m->u + (size_t)a * B * Ft, dparam(m, m->p_txt_proj[a]), B, Ft, D);
+        add_inplace_gpu(m->dv, m->dh, (size_t)B * Fv);
+        if (m->cfg.fusion != AES_FUSION_NONE)
+            fusion_dout_gpu(m->dfout + (size_t)a * B * Fv, m->dh, m->d_partner + (size_t)a * B, B, Fv);
+        if (m->cfg.learn_scale) add_inplace_gpu(dgrad(m, m->p_scale[a]), dlogscale + a, 1);
+    }
+    if (m->cfg.fusion != AES_FUSION_NONE) {
+        aes_encoder_backward(&m->fusion, m->dfout, AB);
+        fusion_input_backward_gpu(m->dnv, m->dnu, m->fusion.acts[m->fusion.input].dx,
+                                  m->d_partner, A, B, Fv, Ft);
+        l2norm_backward_gpu(m->dv, m->dnv, m->nv, m->nvn, B, Fv);
+        l2norm_backward_gpu(m->du, m->dnu, m->nu, m->nun, AB, Ft);
+    }
+    if (dv_loss) add_inplace_gpu(m->dv, dv_loss, (size_t)B * Fv);
+    aes_encoder_backward(&m->text, m->du, AB);
+    aes_encoder_backward(&m->image, m->dv, B);
+}
+#endif
+
 void aes_model_forward(aes_model *m, const float *images, const int32_t *tokens,
                        const uint8_t *mask, const int64_t *rows, int64_t step, int B)
 {
     AES_CHECK(B >= 1 && B <= m->maxB);
+#ifdef AESNET_WITH_CUDA
+    if (m->device) {
+        m->B = B;
+        draw_partners(m, mask, rows, step, B);
+        forward_gpu(m, images, tokens, B);
+        return;
+    }
+#endif
     m->B = B;
     const int A = m->cfg.A, D = m->cfg.D, Fv = m->Fv, Ft = m->Ft, AB = A * B;
     memcpy(m->v, aes_encoder_forward(&m->image, images, B), sizeof(float) * (size_t)B * Fv);
@@ -189,6 +302,12 @@ void aes_model_forward(aes_model *m, const float *images, const int32_t *tokens,
 void aes_model_backward(aes_model *m, const float *dx, const float *dy, const float *dv_loss,
                         const float *dlogscale)
 {
+#ifdef AESNET_WITH_CUDA
+    if (m->device) {
+        backward_gpu(m, dx, dy, dv_loss, dlogscale);
+        return;
+    }
+#endif
     const int B = m->B, A = m->cfg.A, D = m->cfg.D, Fv = m->Fv, Ft = m->Ft, AB = A * B;
     memset(m->dnv, 0, sizeof(float) * (size_t)B * Fv);
     memset(m->dnu, 0, sizeof(float) * (size_t)AB * Ft);

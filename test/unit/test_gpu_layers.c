@@ -4,8 +4,8 @@
  * the += convention is checked too), fp32 with TF32 off; per tensor
  * ||gpu - cpu|| / ||cpu|| <= 1e-4, and AdamW to 1e-6. Then whole
  * encoders (ResNet, ViT, text, both fusion modules) through the op
- * tape: the output and every parameter gradient. And both losses, whole
- * and in row-block form. Exits 77 (skipped)
+ * tape: the output and every parameter gradient; both losses, whole and
+ * in row-block form; and the whole model (fusion, heads, reference). Exits 77 (skipped)
  * in a build without CUDA or on a machine without a GPU, as in CI.
  */
 #include <math.h>
@@ -18,6 +18,7 @@
 #include "aesnet/encoder.h"
 #include "aesnet/gpu.h"
 #include "aesnet/loss.h"
+#include "aesnet/model.h"
 #include "aesnet/tokenizer.h"
 #include "aesnet/nn.h"
 #include "aesnet/optim.h"
@@ -462,6 +463,78 @@ static void test_encoder(int kind, int B)
     }
 }
 
+/* The whole model (encoders, fusion, heads, frozen reference) on a batch
+ * with an attribute missing for one image: x, y, v, vref and every
+ * parameter gradient, GPU against CPU. */
+static void test_model(aes_fusion_kind fusion, aes_image_kind image)
+{
+    enum { A = 3, B = 5, L = 10, R = 32 };
+    printf("model: %s image encoder, %s fusion, frozen reference; B=%d\n",
+           image == AES_IMAGE_VIT ? "ViT" : "ResNet",
+           fusion == AES_FUSION_MLP ? "MLP" : fusion == AES_FUSION_TRANSFORMER ? "transformer" : "no",
+           B);
+    aes_model_cfg c = {0};
+    c.image = image;
+    c.resnet = (aes_resnet_cfg){.depth = 18, .width = 0.125f, .image_size = R};
+    c.vit = (aes_vit_cfg){.image_size = R, .patch = 8, .width = 32, .depth = 1, .heads = 2};
+    c.text = (aes_text_cfg){.vocab = 280, .context = L, .width = 16, .depth = 1, .heads = 2};
+    c.A = A;
+    c.attr_names[0] = "color", c.attr_names[1] = "light", c.attr_names[2] = "focus";
+    c.D = 8, c.fusion = fusion, c.fusion_hidden = 16, c.fusion_heads = 2;
+    c.learn_scale = 1, c.init_scale = 1 / 0.07f, c.seed = 3, c.frozen_reference = 1;
+    aes_model m[2];
+    for (int d = 0; d < 2; d++) aes_model_build(&m[d], &c, B);
+    aes_model_to_device(&m[1]);
+    ten img = mk((size_t)B * 3 * R * R, 1);
+    int32_t tok[A * B * L];
+    uint8_t mask[A * B];
+    int64_t rows[B];
+    for (int a = 0; a < A; a++)
+        for (int i = 0; i < B; i++) {
+            int32_t *t = tok + ((size_t)a * B + i) * L;
+            memset(t, 0, sizeof(int32_t) * L);
+            mask[a * B + i] = (uint8_t)!(a == 1 && i == 2);
+            if (!mask[a * B + i]) continue;
+            t[0] = AES_TOK_SOT;
+            for (int j = 1; j < 6; j++) t[j] = 3 + (a * 37 + i * 11 + j * 5) % 270;
+            t[6] = AES_TOK_EOT;
+        }
+    for (int i = 0; i < B; i++) rows[i] = 50 + i;
+    for (int d = 0; d < 2; d++) aes_model_forward(&m[d], img.h, tok, mask, rows, 4, B);
+    const size_t nx = (size_t)A * B * c.D, nv = (size_t)B * m[0].Fv;
+    ten x = mk(nx, 0), y = mk(nx, 0), v = mk(nv, 0), vr = mk(nv, 0);
+    memcpy(x.h, m[0].x, sizeof(float) * nx), aes_gpu_copy(x.d, m[1].x, sizeof(float) * nx);
+    memcpy(y.h, m[0].y, sizeof(float) * nx), aes_gpu_copy(y.d, m[1].y, sizeof(float) * nx);
+    memcpy(v.h, m[0].v, sizeof(float) * nv), aes_gpu_copy(v.d, m[1].v, sizeof(float) * nv);
+    memcpy(vr.h, m[0].vref, sizeof(float) * nv), aes_gpu_copy(vr.d, m[1].vref, sizeof(float) * nv);
+    EXPECT("x", x, TOL);
+    EXPECT("y", y, TOL);
+    EXPECT("v", v, TOL);
+    EXPECT("reference features", vr, TOL);
+    ten dx = mk(nx, 1), dy = mk(nx, 1), dv = mk(nv, 1), dls = mk(A, 1);
+    aes_params_zero_grad(&m[0].P);
+    aes_model_backward(&m[0], dx.h, dy.h, dv.h, dls.h);
+    aes_model_backward(&m[1], dx.d, dy.d, dv.d, dls.d);
+    aes_params_download_grad(&m[1].P);
+    double worst = 0;
+    const char *wn = "";
+    for (int k = 0; k < m[0].P.n; k++) {
+        const aes_tensor *t = &m[0].P.t[k];
+        if (!t->trainable) continue;
+        double dd = 0, nn = 0;
+        for (size_t i = 0; i < t->numel; i++) {
+            const double a = m[0].P.grad[t->offset + i], b = m[1].P.grad[t->offset + i];
+            dd += (a - b) * (a - b), nn += a * a;
+        }
+        const double r = nn > 0 ? sqrt(dd / nn) : sqrt(dd);
+        if (r > worst) worst = r, wn = t->name;
+    }
+    printf("  %-40s %.2e (%s)\n", "worst parameter gradient", worst, wn);
+    CHECK_MSG(worst <= TOL, "model gradients: %s", wn);
+    rm(&img), rm(&x), rm(&y), rm(&v), rm(&vr), rm(&dx), rm(&dy), rm(&dv), rm(&dls);
+    for (int d = 0; d < 2; d++) aes_model_free(&m[d]);
+}
+
 int main(void)
 {
     char why[256];
@@ -500,6 +573,9 @@ int main(void)
     test_losses(0, 20, 0);
     test_losses(1, 7, 9);
     for (int kind = 0; kind < 5; kind++) test_encoder(kind, 6);
+    test_model(AES_FUSION_MLP, AES_IMAGE_RESNET);
+    test_model(AES_FUSION_TRANSFORMER, AES_IMAGE_VIT);
+    test_model(AES_FUSION_NONE, AES_IMAGE_RESNET);
     aes_gpu_free(&gpu);
     return check_report();
 }
