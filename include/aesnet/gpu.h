@@ -171,4 +171,13 @@ void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double *out, float
 void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,
                         const aes_adamw *cfg, int decay, int64_t t);
 
+/* g *= s. */
+void aes_scale_gpu(float *g, size_t n, float s);
+/* scratch[0] = sum of g^2 in double, in an order fixed by n (scratch:
+ * aes_sumsq_scratch_gpu() device doubles). */
+size_t aes_sumsq_scratch_gpu(void);
+void aes_sumsq_gpu(const float *g, size_t n, double *scratch);
+/* p = min(p, cap) (the logit-scale clamp). */
+void aes_clamp_max_gpu(float *p, size_t n, float cap);
+
 #endif

@@ -56,6 +56,8 @@ typedef struct aes_trainer {
     /* the fixed validation batch (this rank's share) */
     int has_val, Bv;
     aes_batch val;
+    /* train.device = "cuda": the GPU state (src/train/train_gpu.c), else NULL */
+    struct aes_trainer_gpu *gpu;
 } aes_trainer;
 
 /* Everything before the first step: config checks against the data set,

@@ -585,3 +585,64 @@ extern "C" void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v,
         (float)sqrt(bc2), cfg->eps, decay != 0);
     LAUNCH_OK();
 }
+
+/* ---- the rest of the update ----------------------------------------------------------- */
+
+__global__ void scale_host_kernel(float *g, size_t n, float s)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        g[i] *= s;
+}
+
+extern "C" void aes_scale_gpu(float *g, size_t n, float s)
+{
+    if (n == 0 || s == 1.0f) return;
+    scale_host_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(g, n, s);
+    LAUNCH_OK();
+}
+
+/* A fixed grid of SUMSQ_BLOCKS blocks, each striding the same elements
+ * every time, then one thread adding the block sums in order: the result
+ * depends on n alone. */
+enum { SUMSQ_BLOCKS = 256 };
+
+__global__ void sumsq_blocks_kernel(double *part, const float *g, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += (double)g[i] * g[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+__global__ void sum_in_order_kernel(double *out, const double *part, int n)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += part[i];
+    out[0] = s;
+}
+
+extern "C" size_t aes_sumsq_scratch_gpu(void) { return SUMSQ_BLOCKS + 1; }
+
+extern "C" void aes_sumsq_gpu(const float *g, size_t n, double *scratch)
+{
+    sumsq_blocks_kernel<<<SUMSQ_BLOCKS, 256, 0, gpu_stream()>>>(scratch + 1, g, n);
+    LAUNCH_OK();
+    sum_in_order_kernel<<<1, 1, 0, gpu_stream()>>>(scratch, scratch + 1, SUMSQ_BLOCKS);
+    LAUNCH_OK();
+}
+
+__global__ void clamp_max_kernel(float *p, size_t n, float cap)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n && p[i] > cap) p[i] = cap;
+}
+
+extern "C" void aes_clamp_max_gpu(float *p, size_t n, float cap)
+{
+    if (n == 0) return;
+    clamp_max_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(p, n, cap);
+    LAUNCH_OK();
+}

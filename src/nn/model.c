@@ -370,6 +370,13 @@ void aes_model_backward(aes_model *m, const float *dx, const float *dy, const fl
 
 float aes_model_log_scale(const aes_model *m, int a)
 {
+#ifdef AESNET_WITH_CUDA
+    if (m->device) { /* for the log: one float from the device */
+        float s;
+        aes_gpu_download(&s, m->P.d_data + m->P.t[m->p_scale[a]].offset, sizeof s);
+        return s;
+    }
+#endif
     return aes_params_data(&m->P, m->p_scale[a])[0];
 }
 

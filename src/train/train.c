@@ -20,6 +20,7 @@
 
 #include "aesnet/checkpoint.h"
 #include "aesnet/core.h"
+#include "train/train_gpu.h"
 #include "aesnet/loss.h"
 #include "aesnet/optim.h"
 #include "aesnet/restore.h"
@@ -59,9 +60,6 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
     const aes_config *c = &t->cfg;
     aes_dist_init(&t->dist, comm);
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (strcmp(c->device, "cpu") != 0)
-        aes_user_error("%s: train.device = \"%s\": this build trains on the CPU only (the CUDA "
-                       "backend is not written yet)", c->path, c->device);
     if (c->global_batch % t->dist.world != 0)
         aes_user_error("%s: train.global_batch = %lld does not divide by the %d ranks", c->path,
                        (long long)c->global_batch, t->dist.world);
@@ -115,6 +113,16 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
         t->step = meta.step;
         t->nonfinite_total = meta.nonfinite;
     }
+
+    if (strcmp(c->device, "cuda") && strcmp(c->precision, "fp32"))
+        aes_user_error("%s: train.precision = \"%s\" needs train.device = \"cuda\" (the CPU "
+                       "computes in fp32)",
+                       c->path, c->precision);
+    if (!strcmp(c->device, "cuda") && !strcmp(c->precision, "bf16"))
+        aes_user_error("%s: train.precision = \"bf16\": not available on the GPU yet (use \"tf32\" "
+                       "or \"fp32\")",
+                       c->path);
+    if (!strcmp(c->device, "cuda")) aes_train_gpu_init(t);
 
     aes_loader_cfg lc;
     loader_cfg_from(&lc, c, &t->dist, R);
@@ -178,6 +186,7 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
 
 void aes_trainer_free(aes_trainer *t)
 {
+    aes_train_gpu_free(t);
     aes_loader_close(t->loader);
     aes_model_free(&t->model);
     aes_dataset_close(&t->ds);
@@ -199,7 +208,8 @@ static void grad_ready(void *ctx, size_t lo) { aes_dist_grads_ready(ctx, lo); }
 
 /* Rows [i0, i0 + n) of a batch as model input: images and rows are
  * contiguous; tokens [A, B, L] and mask [A, B] are copied per attribute. */
-static void micro_forward(aes_trainer *t, const aes_batch *b, int B, int i0, int n, int64_t step)
+void aes_trainer_micro_forward(aes_trainer *t, const aes_batch *b, int B, int i0, int n,
+                               int64_t step)
 {
     const int A = t->A, L = t->ds.L;
     for (int a = 0; a < A; a++) {
@@ -219,7 +229,7 @@ static void embed_all(aes_trainer *t, const aes_batch *b, int B, int64_t step)
     const int A = t->A, D = t->D, Fv = m->Fv;
     for (int i0 = 0; i0 < B; i0 += t->mb) {
         int n = B - i0 < t->mb ? B - i0 : t->mb;
-        micro_forward(t, b, B, i0, n, step);
+        aes_trainer_micro_forward(t, b, B, i0, n, step);
         for (int a = 0; a < A; a++) {
             memcpy(t->xl + ((size_t)a * B + i0) * D, m->x + (size_t)a * n * D, sizeof(float) * (size_t)n * D);
             memcpy(t->yl + ((size_t)a * B + i0) * D, m->y + (size_t)a * n * D, sizeof(float) * (size_t)n * D);
@@ -235,6 +245,7 @@ static void embed_all(aes_trainer *t, const aes_batch *b, int B, int64_t step)
 static double forward_loss(aes_trainer *t, const aes_batch *b, int B, int64_t step, int want_grad,
                            aes_step_stats *st)
 {
+    if (t->gpu) return aes_train_gpu_forward_loss(t, b, B, step, want_grad, st);
     aes_dist *d = &t->dist;
     aes_model *m = &t->model;
     const int A = t->A, D = t->D, Fv = m->Fv, W = d->world, Bg = B * W;
@@ -305,7 +316,7 @@ static void backward_all(aes_trainer *t, const aes_batch *b)
         const int n = t->mb, last = i0 + n >= B;
         if (several) {
             memcpy(t->bufsave, m->P.data + m->P.n_trainable, sizeof(float) * nbuf);
-            micro_forward(t, b, B, i0, n, t->step);
+            aes_trainer_micro_forward(t, b, B, i0, n, t->step);
             memcpy(m->P.data + m->P.n_trainable, t->bufsave, sizeof(float) * nbuf);
         }
         for (int a = 0; a < A; a++) {
@@ -323,6 +334,27 @@ static void backward_all(aes_trainer *t, const aes_batch *b)
     aes_dist_grads_end(d);
 }
 
+int aes_trainer_decide(aes_trainer *t, aes_step_stats *st)
+{
+    const aes_config *c = &t->cfg;
+    st->lr = aes_lr_schedule(t->step, (float)c->lr, c->warmup, c->steps, (float)c->min_lr_ratio);
+    if (isfinite(st->loss) && isfinite(st->grad_norm)) {
+        t->nonfinite_run = 0;
+        return 1;
+    }
+    st->skipped = 1;
+    t->nonfinite_run++;
+    t->nonfinite_total++;
+    if (t->nonfinite_run >= c->max_nonfinite) {
+        /* Every rank holds the same gradient and reaches this together. */
+        aes_set_user_errors_collective(1);
+        aes_user_error("training diverged: %lld steps in a row with a non-finite loss or "
+                       "gradient, the last at step %lld (lower train.lr, or raise train.clip)",
+                       (long long)t->nonfinite_run, (long long)t->step + 1);
+    }
+    return 0;
+}
+
 void aes_trainer_step(aes_trainer *t, aes_step_stats *st)
 {
     memset(st, 0, sizeof *st);
@@ -333,6 +365,11 @@ void aes_trainer_step(aes_trainer *t, aes_step_stats *st)
     st->t_data = aes_loader_wait_seconds(t->loader) - w0;
     AES_CHECK(b->step == t->step);
     forward_loss(t, b, t->B, t->step, 1, st);
+    if (t->gpu) {
+        aes_train_gpu_backward_update(t, b, st);
+        t->step++;
+        return;
+    }
 
     double t2 = aes_now(), c0 = d->comm_seconds;
     backward_all(t, b);
@@ -343,20 +380,7 @@ void aes_trainer_step(aes_trainer *t, aes_step_stats *st)
     /* Every rank holds the same summed gradient: the same decisions. */
     st->grad_norm = sqrt(aes_sumsq(m->P.grad, m->P.n_trainable));
     const aes_config *c = &t->cfg;
-    st->lr = aes_lr_schedule(t->step, (float)c->lr, c->warmup, c->steps, (float)c->min_lr_ratio);
-    if (!isfinite(st->loss) || !isfinite(st->grad_norm)) {
-        st->skipped = 1;
-        t->nonfinite_run++;
-        t->nonfinite_total++;
-        if (t->nonfinite_run >= c->max_nonfinite) {
-            /* Every rank holds the same gradient and reaches this together. */
-            aes_set_user_errors_collective(1);
-            aes_user_error("training diverged: %lld steps in a row with a non-finite loss or "
-                           "gradient, the last at step %lld (lower train.lr, or raise train.clip)",
-                           (long long)t->nonfinite_run, (long long)t->step + 1);
-        }
-    } else {
-        t->nonfinite_run = 0;
+    if (aes_trainer_decide(t, st)) {
         aes_scale(m->P.grad, m->P.n_trainable, aes_clip_factor(st->grad_norm, (float)c->clip));
         const aes_adamw opt = {.beta1 = (float)c->beta1, .beta2 = (float)c->beta2,
                                .eps = (float)c->eps, .weight_decay = (float)c->weight_decay};
@@ -536,6 +560,7 @@ int aes_trainer_run(aes_trainer *t, const char *config_text)
                                       .tokenizer_hash = aes_tokenizer_hash(&t->ds.tok)};
                 char path[4200];
                 double k0 = aes_now();
+                if (t->gpu) aes_train_gpu_to_host(t);
                 aes_ckpt_save(c->out_dir, &t->model.P, t->m1, t->m2, &meta, config_text,
                               (int)c->keep_last, path, sizeof path);
                 aes_log("step %lld: checkpoint %s (%.1f s)", (long long)t->step, path, aes_now() - k0);

@@ -26,6 +26,19 @@ out=$(run2 syntax.cfg 2>&1 >/dev/null); rc=$?
 if [ $rc -eq 1 ] && [[ "$out" == "aesnet: error: syntax.cfg:"*"syntax error"* ]] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]; then ok; else fail "syntax error: rc=$rc: $out"; fi
 expect_error "aesnet: error: --set train.steps=abc: 'abc' is not a libconfig value (like 5, 1e-3, \"text\", true, [1.0, 2.0])" run2 t.cfg --set train.steps=abc
 expect_error "aesnet: error: --set train.bogus=1: unknown key 'train.bogus'" run2 t.cfg --set train.bogus=1
+# train.device = "cuda" where it cannot run: the reason, in one line.
+if "$AESNET" --version | grep -q "^CUDA: *not built"; then
+  why="this aesnet was built without CUDA (configure with -DAESNET_CUDA=ON)"
+elif "$AESNET" --version | grep -q "no CUDA driver"; then
+  why="no CUDA driver on this machine"
+else
+  why=""  # a machine with a GPU: the GPU path runs (test/device/)
+fi
+if [ -n "$why" ]; then
+  expect_error "aesnet: error: t.cfg: train.device = \"cuda\": $why" run2 t.cfg --set 'train.device="cuda"'
+fi
+expect_error "aesnet: error: t.cfg: train.precision = \"bf16\": not available on the GPU yet (use \"tf32\" or \"fp32\")" run2 t.cfg --set 'train.device="cuda"' --set 'train.precision="bf16"'
+expect_error "aesnet: error: t.cfg: train.precision = \"tf32\" needs train.device = \"cuda\" (the CPU computes in fp32)" run2 t.cfg --set 'train.precision="tf32"'
 expect_error "aesnet: error: t.cfg: data.train = \"none.h5\": no such file" run2 t.cfg --set 'data.train="none.h5"'
 expect_error "aesnet: error: t.cfg: loss.affinity_reference = \"features\" but nofeat.h5 has no content features (/content/features); use \"frozen\" or loss.affinity = \"none\"" run2 t.cfg --set 'data.train="nofeat.h5"'
 expect_error "aesnet: error: t.cfg: loss.attribute_weights has 2 values, the data set has 5 attributes" run2 t.cfg --set 'loss.attribute_weights=[1.0, 2.0]'
