@@ -108,11 +108,62 @@ static void valid_range(int OW, int W, int kw, int stride, int pad, int *lo, int
     *hi = b;
 }
 
+/* im2col for stride 2 (the stem, the downsampling convs): each input row
+ * is split once into its even and odd columns, and then every kernel
+ * column kw is a contiguous copy from one of the two halves (input column
+ * 2*ow + kw - pad), where the plain loop would gather with stride 2 once
+ * per kw. Measured on the 7x7 stem at 224: see the top of the file. */
+enum { IM2COL_S2_MAX_W = 4096 };
+
+static void im2col_s2(float *col, const float *inp, const conv_shape *s, int oh0, int oh1)
+{
+    const int H = s->H, W = s->W, OW = s->OW, KH = s->KH, KW = s->KW, pad = s->pad;
+    const size_t pb = (size_t)(oh1 - oh0) * OW;
+    float half[2][IM2COL_S2_MAX_W / 2 + 1];
+    int lo[64], hi[64];
+    for (int kw = 0; kw < KW; kw++) valid_range(OW, W, kw, 2, pad, &lo[kw], &hi[kw]);
+    for (int c = 0; c < s->C; c++) {
+        const float *plane = inp + (size_t)c * H * W;
+        for (int kh = 0; kh < KH; kh++) {
+            float *base = col + (size_t)(c * KH + kh) * KW * pb;
+            for (int oh = oh0; oh < oh1; oh++) {
+                const int ih = oh * 2 - pad + kh;
+                const size_t at = (size_t)(oh - oh0) * OW;
+                if (ih < 0 || ih >= H) {
+                    for (int kw = 0; kw < KW; kw++) memset(base + kw * pb + at, 0, sizeof(float) * OW);
+                    continue;
+                }
+                const float *src = plane + (size_t)ih * W;
+                for (int j = 0; 2 * j < W; j++) half[0][j] = src[2 * j];
+                for (int j = 0; 2 * j + 1 < W; j++) half[1][j] = src[2 * j + 1];
+                for (int kw = 0; kw < KW; kw++) {
+                    float *dst = base + kw * pb + at;
+                    const int off = kw - pad;           /* input column 2*ow + off */
+                    const int q = off >= 0 ? off / 2 : -((1 - off) / 2); /* floor(off / 2) */
+                    const float *h = half[off - 2 * q]; /* off - 2q is 0 or 1 */
+                    const int a = lo[kw], b = hi[kw];
+                    if (a >= b) {
+                        memset(dst, 0, sizeof(float) * OW);
+                        continue;
+                    }
+                    for (int ow = 0; ow < a; ow++) dst[ow] = 0.0f;
+                    memcpy(dst + a, h + a + q, sizeof(float) * (b - a));
+                    for (int ow = b; ow < OW; ow++) dst[ow] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
 /* col[CKK, (oh1-oh0)*OW] for output rows [oh0, oh1) of one sample
  * inp[C, H, W]; padded cells are zero. */
 static void im2col(float *col, const float *inp, const conv_shape *s, int oh0, int oh1)
 {
     const int H = s->H, W = s->W, OW = s->OW, st = s->stride, pad = s->pad;
+    if (st == 2 && W <= IM2COL_S2_MAX_W && s->KW <= 64) {
+        im2col_s2(col, inp, s, oh0, oh1);
+        return;
+    }
     const size_t pb = (size_t)(oh1 - oh0) * OW;
     for (int c = 0; c < s->C; c++) {
         const float *plane = inp + (size_t)c * H * W;
