@@ -25,6 +25,9 @@
 typedef enum {
     AES_MATH_FP32 = 0, /* IEEE fp32 everywhere: TF32 off (the checks against the CPU) */
     AES_MATH_TF32 = 1, /* fp32 storage, TF32 tensor cores in GEMMs and convolutions */
+    AES_MATH_BF16 = 2, /* fp32 storage and master weights; the layers' GEMMs multiply in bf16
+                        * on tensor cores (fp32 accumulation), convolutions in TF32; the
+                        * losses and the optimizer stay fp32 */
 } aes_gpu_math;
 
 typedef struct aes_gpu {

@@ -6,8 +6,8 @@
  * Convolution: NCHW float tensors, cross-correlation as PyTorch. The
  * algorithm is cuDNN's first heuristic choice that runs in the workspace
  * we can give it; in fp32 mode the descriptor's math type is FMA only, so
- * no TF32 tensor cores (the checks against the CPU to 1e-4); in TF32 mode
- * tensor cores are allowed. Descriptors are made per call: cheap next to
+ * no TF32 tensor cores (the checks against the CPU to 1e-4); in TF32 and
+ * bf16 modes tensor cores are allowed (TF32: the tensors stay fp32). Descriptors are made per call: cheap next to
  * the convolution, and a cache keyed by shape can come when profiles say.
  */
 #include "cuda/gpu_internal.cuh"
@@ -31,7 +31,7 @@ static void conv_desc_make(conv_desc *d, int N, int C, int H, int W, int OC, int
     CUDNN_OK(cudnnSetConvolution2dDescriptor(d->conv, pad, pad, stride, stride, 1, 1,
                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_OK(cudnnSetConvolutionMathType(
-        d->conv, gpu_ctx()->math == AES_MATH_TF32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+        d->conv, gpu_ctx()->math == AES_MATH_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
     const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
     CUDNN_OK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, N, OC, OH, OW));
     CUDNN_OK(cudnnSetTensor4dDescriptor(d->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, OC, 1, 1));

@@ -57,9 +57,8 @@ extern "C" int aes_gpu_available(char *why, size_t cap)
 extern "C" void aes_gpu_set_math(aes_gpu *g, aes_gpu_math math)
 {
     g->math = math;
-    CUBLAS_OK(cublasSetMathMode((cublasHandle_t)g->cublas,
-                                math == AES_MATH_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                      : CUBLAS_DEFAULT_MATH));
+    /* The GEMMs name their compute type (gpu_gemm); pedantic elsewhere. */
+    CUBLAS_OK(cublasSetMathMode((cublasHandle_t)g->cublas, CUBLAS_DEFAULT_MATH));
 }
 
 extern "C" int aes_gpu_init(aes_gpu *g, int local_rank, aes_gpu_math math, aes_err *err)

@@ -55,6 +55,28 @@ static inline cudnnHandle_t gpu_cudnn(void) { return (cudnnHandle_t)gpu_ctx()->c
 /* The cuDNN workspace, grown to at least bytes. */
 void *gpu_workspace(size_t bytes);
 
+/* C = alpha op(A) op(B) + beta C on fp32 matrices (column-major, as
+ * cuBLAS), multiplied as the context's math mode says (fp32, TF32, or
+ * bf16 inputs with fp32 accumulation); strict fp32 where exact says so
+ * (the losses: fp32 loss arithmetic in every mode). */
+static inline cublasComputeType_t gpu_compute(int exact)
+{
+    if (exact) return CUBLAS_COMPUTE_32F;
+    switch (gpu_ctx()->math) {
+    case AES_MATH_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case AES_MATH_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F;
+    }
+}
+
+static inline void gpu_gemm(int exact, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                            int k, float alpha, const float *A, int lda, const float *B, int ldb,
+                            float beta, float *C, int ldc)
+{
+    CUBLAS_OK(cublasGemmEx(gpu_cublas(), ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F,
+                           ldb, &beta, C, CUDA_R_32F, ldc, gpu_compute(exact), CUBLAS_GEMM_DEFAULT));
+}
+
 static inline unsigned blocks_for(size_t n, unsigned threads)
 {
     size_t b = (n + threads - 1) / threads;

@@ -11,7 +11,6 @@
 
 #include "cuda/gpu_internal.cuh"
 
-static const float one = 1.0f;
 
 /* ---- linear --------------------------------------------------------------------- */
 
@@ -41,8 +40,7 @@ extern "C" void linear_forward_gpu(float *out, const float *inp, const float *w,
         beta = 1.0f;
     }
     /* out^T [OC, N] = w [OC, C] . inp^T [C, N] */
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, w, C, inp, C,
-                          &beta, out, OC));
+    gpu_gemm(0, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, w, C, inp, C, beta, out, OC);
 }
 
 extern "C" void linear_backward_gpu(float *dinp, float *dw, float *db, const float *dout,
@@ -50,11 +48,9 @@ extern "C" void linear_backward_gpu(float *dinp, float *dw, float *db, const flo
 {
     /* dinp^T [C, N] += w^T [C, OC] . dout^T [OC, N] */
     if (dinp)
-        CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, w, C, dout,
-                              OC, &one, dinp, C));
+        gpu_gemm(0, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, w, C, dout, OC, 1.0f, dinp, C);
     /* dw^T [C, OC] += inp^T [C, N] . dout [N, OC] */
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC,
-                          &one, dw, C));
+    gpu_gemm(0, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, C);
     if (db) {
         colsum_add_kernel<<<blocks_for(OC, 128), 128, 0, gpu_stream()>>>(db, dout, N, OC);
         LAUNCH_OK();
@@ -506,8 +502,10 @@ static void batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
                     const float *const *A, int lda, const float *const *Bp, int ldb, float beta,
                     const float *const *Cp, int ldc, int count)
 {
-    CUBLAS_OK(cublasSgemmBatched(gpu_cublas(), ta, tb, m, n, k, &alpha, A, lda, Bp, ldb, &beta,
-                                 (float *const *)Cp, ldc, count));
+    CUBLAS_OK(cublasGemmBatchedEx(gpu_cublas(), ta, tb, m, n, k, &alpha, (const void *const *)A,
+                                  CUDA_R_32F, lda, (const void *const *)Bp, CUDA_R_32F, ldb, &beta,
+                                  (void *const *)Cp, CUDA_R_32F, ldc, count, gpu_compute(0),
+                                  CUBLAS_GEMM_DEFAULT));
 }
 
 extern "C" void attention_forward_gpu(float *out, float *att, float *scratch, const float *qkv,

@@ -157,15 +157,14 @@ extern "C" void aes_mac_loss_gpu(const aes_mac_args *args, float *scratch, doubl
     }
     mac_counts_kernel<<<A, 256, 0, st>>>(counts, args->mask, Bg);
     LAUNCH_OK();
-    const float one = 1.0f, zero = 0.0f;
     for (int a = 0; a < A; a++) {
         const float *xa = args->x + (size_t)a * slab, *ya = args->y + (size_t)a * slab;
         for (int dir = 0; dir < 2; dir++) {
             const float *rows = dir ? ya : xa, *cols = dir ? xa : ya;
             const float *rows_loc = rows + (size_t)row0 * D;
             /* L^T [Bg, B] = cols [Bg, D] . rows_loc^T [D, B] */
-            CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, D, &one, cols, D,
-                                  rows_loc, D, &zero, L, Bg));
+            gpu_gemm(1, CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, D, 1.0f,
+                     cols, D, rows_loc, D, 0.0f, L, Bg);
             mac_rows_kernel<<<B, 256, 0, st>>>(L, Bg, row0, args->mask + (size_t)a * Bg,
                                                args->hash + (size_t)a * Bg,
                                                args->duplicates_positive, args->logscale, weights,
@@ -177,10 +176,10 @@ extern "C" void aes_mac_loss_gpu(const aes_mac_args *args, float *scratch, doubl
             float *drows = (dir ? dy : dx) + (size_t)a * slab;
             float *dcols = (dir ? dx : dy) + (size_t)a * slab;
             /* rows: G [B, Bg] . cols [Bg, D];  columns: G^T [Bg, B] . rows_loc [B, D] */
-            CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, B, Bg, &one, cols, D, L,
-                                  Bg, &one, drows + (size_t)row0 * D, D));
-            CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, Bg, B, &one, rows_loc,
-                                  D, L, Bg, &one, dcols, D));
+            gpu_gemm(1, CUBLAS_OP_N, CUBLAS_OP_N, D, B, Bg, 1.0f,
+                     cols, D, L, Bg, 1.0f, drows + (size_t)row0 * D, D);
+            gpu_gemm(1, CUBLAS_OP_N, CUBLAS_OP_T, D, Bg, B, 1.0f,
+                     rows_loc, D, L, Bg, 1.0f, dcols, D);
         }
     }
     mac_finish_kernel<<<1, 1, 0, st>>>(out, dlogscale, kl, gl, weights, counts, A);
@@ -314,13 +313,11 @@ extern "C" void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double 
     LAUNCH_OK();
     sa_normalise_kernel<<<Bg, 128, 0, st>>>(rh, NULL, args->ref, Fr);
     LAUNCH_OK();
-    const float one = 1.0f, zero = 0.0f;
     const float *vh_loc = vh + (size_t)row0 * F;
     /* C^T [Bg, B] = vh [Bg, F] . vh_loc^T;  R likewise */
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, F, &one, vh, F, vh_loc, F,
-                          &zero, Cm, Bg));
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, Fr, &one, rh, Fr,
-                          rh + (size_t)row0 * Fr, Fr, &zero, Rm, Bg));
+    gpu_gemm(1, CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, F, 1.0f, vh, F, vh_loc, F, 0.0f, Cm, Bg);
+    gpu_gemm(1, CUBLAS_OP_T, CUBLAS_OP_N, Bg, B, Fr, 1.0f,
+             rh, Fr, rh + (size_t)row0 * Fr, Fr, 0.0f, Rm, Bg);
     const int kl = args->kind == AES_AFFINITY_KL;
     const double norm = kl ? 1.0 / Bg : 1.0 / ((double)Bg * (Bg - 1));
     sa_rows_kernel<<<B, 256, 0, st>>>(Cm, Rm, rowloss, Bg, row0, kl, kl ? 1.0 / args->tau : 0.0,
@@ -330,10 +327,9 @@ extern "C" void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double 
     LAUNCH_OK();
     if (!dv) return;
     /* rows: H [B, Bg] . vh [Bg, F];  columns: H^T . vh_loc */
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, F, B, Bg, &one, vh, F, Cm, Bg,
-                          &one, dv + (size_t)row0 * F, F));
-    CUBLAS_OK(cublasSgemm(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, F, Bg, B, &one, vh_loc, F, Cm, Bg,
-                          &one, dv, F));
+    gpu_gemm(1, CUBLAS_OP_N, CUBLAS_OP_N, F, B, Bg, 1.0f,
+             vh, F, Cm, Bg, 1.0f, dv + (size_t)row0 * F, F);
+    gpu_gemm(1, CUBLAS_OP_N, CUBLAS_OP_T, F, Bg, B, 1.0f, vh_loc, F, Cm, Bg, 1.0f, dv, F);
     sa_norm_bwd_kernel<<<Bg, 128, 0, st>>>(dv, vh, vn, F);
     LAUNCH_OK();
 }

@@ -118,10 +118,6 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
         aes_user_error("%s: train.precision = \"%s\" needs train.device = \"cuda\" (the CPU "
                        "computes in fp32)",
                        c->path, c->precision);
-    if (!strcmp(c->device, "cuda") && !strcmp(c->precision, "bf16"))
-        aes_user_error("%s: train.precision = \"bf16\": not available on the GPU yet (use \"tf32\" "
-                       "or \"fp32\")",
-                       c->path);
     if (!strcmp(c->device, "cuda")) aes_train_gpu_init(t);
 
     aes_loader_cfg lc;

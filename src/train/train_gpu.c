@@ -17,8 +17,9 @@
  * Batch norm's global statistics go through the reduction hook as on the
  * CPU (a host round trip per layer with more than one rank).
  *
- * train.precision: fp32 (TF32 off) and tf32; train.c refuses bf16 until
- * its kernels exist.
+ * train.precision: fp32 (TF32 off), tf32, or bf16 (the layers' GEMMs
+ * multiply bf16 inputs on tensor cores with fp32 accumulation; storage,
+ * master weights, the losses and AdamW stay fp32; convolutions use TF32).
  */
 #include "train/train_gpu.h"
 
@@ -96,9 +97,10 @@ void aes_train_gpu_init(aes_trainer *t)
     const aes_config *c = &t->cfg;
     struct aes_trainer_gpu *G = aes_calloc(1, sizeof *G, "GPU state");
     aes_err err;
-    if (aes_gpu_init(&G->g, local_rank(&t->dist), !strcmp(c->precision, "tf32") ? AES_MATH_TF32
-                                                                                : AES_MATH_FP32,
-                     &err) != 0) {
+    const aes_gpu_math math = !strcmp(c->precision, "tf32")   ? AES_MATH_TF32
+                              : !strcmp(c->precision, "bf16") ? AES_MATH_BF16
+                                                              : AES_MATH_FP32;
+    if (aes_gpu_init(&G->g, local_rank(&t->dist), math, &err) != 0) {
         free(G);
         aes_user_error("%s: train.device = \"cuda\": %s", c->path, err.msg);
     }
@@ -141,7 +143,10 @@ void aes_train_gpu_init(aes_trainer *t)
     G->sumsq = dmalloc(sizeof(double) * aes_sumsq_scratch_gpu(), "norm");
     if (t->dist.rank == 0)
         aes_log("GPU: %s (device %d of %d on this node), %s", G->g.name, G->g.device,
-                G->g.n_devices, G->g.math == AES_MATH_TF32 ? "TF32 tensor cores" : "fp32");
+                G->g.n_devices,
+                math == AES_MATH_TF32   ? "TF32 tensor cores"
+                : math == AES_MATH_BF16 ? "bf16 GEMMs with fp32 accumulation and master weights"
+                                        : "fp32");
 }
 
 void aes_train_gpu_free(aes_trainer *t)

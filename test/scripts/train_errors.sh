@@ -37,7 +37,6 @@ fi
 if [ -n "$why" ]; then
   expect_error "aesnet: error: t.cfg: train.device = \"cuda\": $why" run2 t.cfg --set 'train.device="cuda"'
 fi
-expect_error "aesnet: error: t.cfg: train.precision = \"bf16\": not available on the GPU yet (use \"tf32\" or \"fp32\")" run2 t.cfg --set 'train.device="cuda"' --set 'train.precision="bf16"'
 expect_error "aesnet: error: t.cfg: train.precision = \"tf32\" needs train.device = \"cuda\" (the CPU computes in fp32)" run2 t.cfg --set 'train.precision="tf32"'
 expect_error "aesnet: error: t.cfg: data.train = \"none.h5\": no such file" run2 t.cfg --set 'data.train="none.h5"'
 expect_error "aesnet: error: t.cfg: loss.affinity_reference = \"features\" but nofeat.h5 has no content features (/content/features); use \"frozen\" or loss.affinity = \"none\"" run2 t.cfg --set 'data.train="nofeat.h5"'
