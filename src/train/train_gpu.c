@@ -106,6 +106,8 @@ void aes_train_gpu_init(aes_trainer *t)
     }
     t->gpu = G;
     aes_model *m = &t->model;
+    /* One rank holds the global batch: no host round trip for batch norm. */
+    if (t->dist.world == 1) m->image.red = NULL;
     aes_model_to_device(m);
     const int A = t->A, Bg = t->Bg, B = t->B, D = t->D, Fv = m->Fv;
     const int Fr = t->ref_features ? t->ds.F : Fv;
