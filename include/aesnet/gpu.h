@@ -42,6 +42,8 @@ typedef struct aes_gpu {
     void *cudnn;         /* cudnnHandle_t */
     void *workspace;     /* cuDNN workspace, grown on demand */
     size_t workspace_bytes;
+    double *bn_sums;     /* batch norm's per-channel sums, grown on demand */
+    size_t bn_sums_n;
 } aes_gpu;
 
 /* Whether this build has CUDA and the machine a driver and a GPU; when
@@ -61,7 +63,10 @@ void aes_gpu_sync(aes_gpu *g);
 /* ---- device memory (failures are fatal, with the size and what for) ---- */
 void *aes_gpu_malloc(size_t bytes, const char *what);
 void aes_gpu_free_mem(void *p);
-void aes_gpu_upload(void *dst, const void *src, size_t bytes);   /* host -> device, on the stream */
+/* host -> device on the stream. From pageable memory (all callers here)
+ * CUDA copies src to a staging buffer before returning, so src may be
+ * reused at once; the transfer itself may still be in flight. */
+void aes_gpu_upload(void *dst, const void *src, size_t bytes);
 void aes_gpu_download(void *dst, const void *src, size_t bytes); /* device -> host, then waits */
 void aes_gpu_zero(void *p, size_t bytes);
 void aes_gpu_copy(void *dst, const void *src, size_t bytes);     /* device -> device */

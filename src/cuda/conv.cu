@@ -222,33 +222,37 @@ __global__ void bn_dx_kernel(float *dinp, const float *dout, const float *inp, c
     dinp[i] += k * (dout[i] - md - xhat * mdx);
 }
 
-/* Sums through the hook: down to the host, reduced, back up. */
-static void reduce_via_host(const aes_reducer *red, double *dbuf, int n)
+/* Sums through the hook: down to the host, reduced, back up. With count
+ * set, the last entry is the global N*HW, which must exceed 1 (as the
+ * CPU checks). */
+static void reduce_via_host(const aes_reducer *red, double *dbuf, int n, int count)
 {
     if (!red || !red->allreduce_sum) return;
     double *h = (double *)aes_malloc(sizeof(double) * n, "batch-norm sums");
     aes_gpu_download(h, dbuf, sizeof(double) * n);
     red->allreduce_sum(h, n, red->ctx);
+    if (count && !(h[n - 1] > 1.0))
+        aes_internal_error("batch norm in training needs more than one value per channel "
+                           "(global N*HW = %g)",
+                           h[n - 1]);
     aes_gpu_upload(dbuf, h, sizeof(double) * n);
-    aes_gpu_sync(gpu_ctx()); /* h is freed next */
-    free(h);
+    free(h); /* the upload staged h before returning (see aes_gpu_upload) */
 }
 
-/* Per-channel double scratch, grown on demand (batch norm runs on one
- * stream, one layer at a time). */
-static double *bn_scratch(int n)
+/* Per-channel double scratch of the context, grown on demand (batch norm
+ * runs on one stream, one layer at a time). */
+static double *bn_scratch(size_t n)
 {
-    static double *buf;
-    static int cap;
-    if (n > cap) {
-        if (buf) {
-            aes_gpu_sync(gpu_ctx());
-            aes_gpu_free_mem(buf);
+    aes_gpu *g = gpu_ctx();
+    if (n > g->bn_sums_n) {
+        if (g->bn_sums) {
+            aes_gpu_sync(g);
+            aes_gpu_free_mem(g->bn_sums);
         }
-        buf = (double *)aes_gpu_malloc(sizeof(double) * n, "batch-norm sums");
-        cap = n;
+        g->bn_sums = (double *)aes_gpu_malloc(sizeof(double) * n, "batch-norm sums");
+        g->bn_sums_n = n;
     }
-    return buf;
+    return g->bn_sums;
 }
 
 extern "C" void batchnorm_forward_gpu(float *out, float *mean, float *rstd, const float *inp,
@@ -257,14 +261,18 @@ extern "C" void batchnorm_forward_gpu(float *out, float *mean, float *rstd, cons
                                       float momentum, float eps, const aes_reducer *red)
 {
     AES_CHECK(N > 0 && C > 0 && HW > 0);
-    double *sum = bn_scratch(2 * C + 2), *ssd = sum + C + 1;
+    double *sum = bn_scratch(2 * (size_t)C + 2), *ssd = sum + C + 1;
     if (train) {
+        if (!red && (size_t)N * HW <= 1)
+            aes_internal_error("batch norm in training needs more than one value per channel "
+                               "(N*HW = %zu)",
+                               (size_t)N * HW);
         bn_sum_kernel<<<C, 256, 0, gpu_stream()>>>(sum, inp, N, C, HW);
         LAUNCH_OK();
-        reduce_via_host(red, sum, C + 1);
+        reduce_via_host(red, sum, C + 1, 1);
         bn_ssd_kernel<<<C, 256, 0, gpu_stream()>>>(ssd, sum, inp, N, C, HW);
         LAUNCH_OK();
-        reduce_via_host(red, ssd, C);
+        reduce_via_host(red, ssd, C, 0);
     }
     bn_stats_kernel<<<blocks_for(C, 128), 128, 0, gpu_stream()>>>(
         mean, rstd, running_mean, running_var, sum, ssd, C, train, momentum, eps);
@@ -281,14 +289,14 @@ extern "C" void batchnorm_backward_gpu(float *dinp, float *dgamma, float *dbeta,
                                        const aes_reducer *red)
 {
     AES_CHECK(N > 0 && C > 0 && HW > 0);
-    double *sd = bn_scratch(2 * C + 2);
+    double *sd = bn_scratch(2 * (size_t)C + 2);
     bn_dsums_kernel<<<C, 256, 0, gpu_stream()>>>(sd, dout, inp, mean, rstd, N, C, HW);
     LAUNCH_OK();
     /* The parameter gradients take the local sums (the gradient
      * all-reduce adds the other ranks'); dinp the global ones. */
     bn_param_grad_kernel<<<blocks_for(C, 128), 128, 0, gpu_stream()>>>(dgamma, dbeta, sd, C);
     LAUNCH_OK();
-    reduce_via_host(red, sd, 2 * C + 1);
+    reduce_via_host(red, sd, 2 * C + 1, 0);
     const size_t total = (size_t)N * C * HW;
     bn_dx_kernel<<<blocks_for(total, 256), 256, 0, gpu_stream()>>>(dinp, dout, inp, mean, rstd,
                                                                    gamma, sd, total, C, HW);

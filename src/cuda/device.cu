@@ -99,6 +99,7 @@ extern "C" void aes_gpu_free(aes_gpu *g)
     if (!g->stream) return;
     CUDA_OK(cudaStreamSynchronize((cudaStream_t)g->stream));
     if (g->workspace) CUDA_OK(cudaFree(g->workspace));
+    if (g->bn_sums) CUDA_OK(cudaFree(g->bn_sums));
     CUDNN_OK(cudnnDestroy((cudnnHandle_t)g->cudnn));
     CUBLAS_OK(cublasDestroy((cublasHandle_t)g->cublas));
     CUDA_OK(cudaStreamDestroy((cudaStream_t)g->stream));

@@ -77,10 +77,14 @@ static inline void gpu_gemm(int exact, cublasOperation_t ta, cublasOperation_t t
                            ldb, &beta, C, CUDA_R_32F, ldc, gpu_compute(exact), CUBLAS_GEMM_DEFAULT));
 }
 
+/* Blocks to cover n elements: every kernel launched with it may index
+ * element blockIdx.x * blockDim.x + threadIdx.x directly (the grid's x
+ * limit, 2^31 - 1 blocks, is far above any tensor here; checked). */
 static inline unsigned blocks_for(size_t n, unsigned threads)
 {
     size_t b = (n + threads - 1) / threads;
-    return (unsigned)(b < 1 ? 1 : b > 65535u * 64u ? 65535u * 64u : b);
+    if (b > 0x7fffffffu) aes_internal_error("a kernel over %zu elements exceeds the grid", n);
+    return (unsigned)(b < 1 ? 1 : b);
 }
 
 /* Sum over a block of blockDim.x <= 1024 threads (a multiple of 32);

@@ -68,7 +68,7 @@ extern "C" void linear_backward_gpu(float *dinp, float *dw, float *db, const flo
         }                                                                              \
     }
 
-ELEMENTWISE(relu_fwd, { y[i] = a[i] > 0.0f ? a[i] : 0.0f; })
+ELEMENTWISE(relu_fwd, { y[i] = a[i] < 0.0f ? 0.0f : a[i]; }) /* NaN passes, as on the CPU */
 ELEMENTWISE(relu_bwd, { y[i] += b[i] > 0.0f ? a[i] : 0.0f; }) /* a = dout, b = out */
 ELEMENTWISE(gelu_fwd, { y[i] = 0.5f * a[i] * (1.0f + erff(a[i] * 0.70710678118654752f)); })
 ELEMENTWISE(gelu_bwd, {                                        /* a = dout, b = inp */
@@ -400,7 +400,7 @@ __global__ void embedding_fwd_kernel(float *out, const int32_t *tok, const float
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)BT * C) return;
     const int c = (int)(i % C), bt = (int)(i / C), t = bt % T;
-    out[i] = wte[(size_t)tok[bt] * C + c] + wpe[(size_t)t * C + c];
+    out[i] = wte[(size_t)tok[bt] * C + c] + (wpe ? wpe[(size_t)t * C + c] : 0.0f);
 }
 
 __global__ void embedding_bwd_wte_kernel(float *dwte, const float *dout, const int32_t *tok,
@@ -440,6 +440,7 @@ extern "C" void embedding_backward_gpu(float *dwte, float *dwpe, const float *do
     embedding_bwd_wte_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(dwte, dout, tokens,
                                                                             B * T, C);
     LAUNCH_OK();
+    if (!dwpe) return;
     embedding_bwd_wpe_kernel<<<blocks_for((size_t)T * C, 256), 256, 0, gpu_stream()>>>(dwpe, dout,
                                                                                          B, T, C);
     LAUNCH_OK();

@@ -20,9 +20,13 @@
  * Scratch (floats): doubles kl[A], gl[A], rowloss[B], rowgl[B]; then
  * weights[A] (float), counts[A] (int), then L [B, Bg]. */
 
+/* Even counts, so that a scratch placed after this one stays aligned for
+ * the doubles it starts with. */
+static size_t even(size_t n) { return (n + 1) & ~(size_t)1; }
+
 size_t aes_mac_scratch_floats_gpu(int B, int Bg, int A)
 {
-    return 2 * (2 * (size_t)A + 2 * (size_t)B) + 2 * (size_t)A + (size_t)B * Bg;
+    return even(2 * (2 * (size_t)A + 2 * (size_t)B) + 2 * (size_t)A + (size_t)B * Bg);
 }
 
 __global__ void mac_counts_kernel(int *counts, const uint8_t *mask, int Bg)
@@ -194,7 +198,7 @@ extern "C" void aes_mac_loss_gpu(const aes_mac_args *args, float *scratch, doubl
 
 size_t aes_sa_scratch_floats_gpu(int B, int Bg, int F, int Fr)
 {
-    return 2 * (size_t)B + (size_t)Bg * F + (size_t)Bg * Fr + (size_t)Bg + 2 * (size_t)B * Bg;
+    return even(2 * (size_t)B + (size_t)Bg * F + (size_t)Bg * Fr + (size_t)Bg + 2 * (size_t)B * Bg);
 }
 
 __global__ void sa_normalise_kernel(float *out, float *norm, const float *in, int F)
