@@ -7,6 +7,7 @@
 # OUT/table.md (mean and standard deviation over the seeds) and one eval
 # JSON per run.
 #   bash jobs/ablation.sh [OUT] [STEPS] [SEEDS]   (default demo/ablation, 300, "0 1 2")
+#   REUSE=1 bash jobs/ablation.sh ...            keep the runs already evaluated
 # Needs a build (bash jobs/build.sh); makes demo/demo.h5 and a one-caption
 # twin of it if they are missing. About 2 minutes per run on 2 cores.
 set -euo pipefail
@@ -20,21 +21,27 @@ data=$root/demo/demo.h5; cap=$root/demo/demo_caption.h5
 [ -f "$data" ] || "$A" prep synth --out "$data" --n 2000 --size 64 --seed 0 --quiet
 [ -f "$cap" ] || "$A" prep synth --out "$cap" --n 2000 --size 64 --seed 0 --caption --quiet
 
-# name | data | --set overrides
+# name | data | --set overrides. One choice at a time around a fixed
+# baseline (MLP fusion, KL affinity to the stored content features,
+# duplicates as positives), spelt out so that the rows do not move when
+# configs/demo.cfg's defaults do.
+base="loss.affinity=\"kl\" model.fusion=\"mlp\" loss.duplicates=\"positive\" loss.affinity_reference=\"features\""
 variants=(
-  "default (mlp, kl/features, positive)|$data|"
-  "fusion none|$data|model.fusion=none"
-  "fusion transformer|$data|model.fusion=transformer model.fusion_width=128 model.fusion_heads=4"
-  "affinity off|$data|loss.affinity=none"
-  "affinity mse (features)|$data|loss.affinity=mse"
-  "affinity kl, frozen initial encoder|$data|loss.affinity_reference=frozen"
-  "duplicates negative|$data|loss.duplicates=negative"
-  "one caption per image|$cap|"
+  "baseline (mlp, kl/features, positive)|$data|$base"
+  "fusion none|$data|$base model.fusion=\"none\""
+  "fusion transformer|$data|$base model.fusion=\"transformer\" model.fusion_width=128 model.fusion_heads=4"
+  "affinity off|$data|$base loss.affinity=\"none\""
+  "affinity mse (features)|$data|$base loss.affinity=\"mse\""
+  "affinity kl, frozen initial encoder|$data|$base loss.affinity_reference=\"frozen\""
+  "duplicates negative|$data|$base loss.duplicates=\"negative\""
+  "one caption per image|$cap|$base"
 )
-row() { # name json...: mean (sd) over the seeds' JSON files
-  /usr/bin/python3 - "$@" >> "$out/table.md" <<'PY'
-import json, statistics, sys
+row() { # name json...: mean (sd) over the seeds' JSON files; $REF: the default's, for
+        # the SRCC difference paired by seed
+  REF=${REF:-} /usr/bin/python3 - "$@" >> "$out/table.md" <<'PY'
+import json, os, statistics, sys
 js = [json.load(open(p)) for p in sys.argv[2:]]
+ref = [json.load(open(p)) for p in os.environ["REF"].split()] if os.environ.get("REF") else js
 def r5(j, k):
     r = j.get("retrieval") or {}
     return 100 * sum(v[k] for v in r.values()) / len(r) if r else float("nan")
@@ -44,12 +51,15 @@ def cell(x, f):
     sd = statistics.stdev(x) if len(x) > 1 else 0.0
     return f"{statistics.mean(x):{f}} ({sd:{f}})"
 fmt = [".3f", ".3f", ".3f", ".3f", ".1f", ".1f"]
-print(f"| {sys.argv[1]} | " + " | ".join(cell(c, f) for c, f in zip(cols, fmt)) + " |")
+d = [a["srcc"] - b["srcc"] for a, b in zip(js, ref)] if len(ref) == len(js) else [float("nan")]
+dsd = statistics.stdev(d) if len(d) > 1 else 0.0
+print(f"| {sys.argv[1]} | " + " | ".join(cell(c, f) for c, f in zip(cols, fmt)) +
+      f" | {statistics.mean(d):+.3f} ({dsd:.3f}) |")
 PY
 }
 n=$(wc -w <<<"$seeds")
 { printf 'Mean (standard deviation) over %s seeds (%s), %s steps each; probe and retrieval on the test split.\n\n' "$n" "$seeds" "$steps"
-  printf '| variant | SRCC | PLCC | ACC | RMSE | mean i2t R@5 (%%) | mean t2i R@5 (%%) |\n|---|---|---|---|---|---|---|\n'; } > "$out/table.md"
+  printf '| variant | SRCC | PLCC | ACC | RMSE | mean i2t R@5 (%%) | mean t2i R@5 (%%) | SRCC - baseline, same seed |\n|---|---|---|---|---|---|---|---|\n'; } > "$out/table.md"
 i=0
 for v in "${variants[@]}"; do
   IFS='|' read -r name d sets <<<"$v"
@@ -60,20 +70,24 @@ for v in "${variants[@]}"; do
     args=(--set "run.out_dir=\"$run\"" --set "data.train=\"$d\"" --set train.steps=$steps --set train.threads=1
           --set run.seed=$seed)
     for s in $sets; do args+=(--set "$s"); done
+    jsons+=("$run.json")
+    # REUSE=1 keeps runs already evaluated (an interrupted ablation, or a new table)
+    [ "${REUSE:-0}" = 1 ] && [ -f "$run.json" ] && continue
     rm -rf "$run"
     mpirun -q --oversubscribe -np 2 "$A" train "$root/configs/demo.cfg" "${args[@]}" > "$run.log" 2>&1 || { tail -3 "$run.log"; exit 1; }
     # Evaluated on its own data (the caption twin has the same images,
     # scores and splits; its retrieval is over captions).
     "$A" eval --ckpt "$run/checkpoints/latest" --data "$d" --json "$run.json" > /dev/null 2>&1
-    jsons+=("$run.json")
   done
-  row "$name" "${jsons[@]}"
+  [ $i -eq 1 ] && ref="${jsons[*]}"
+  REF=$ref row "$name" "${jsons[@]}"
 done
 jsons=()
 for seed in $seeds; do
+  jsons+=("$out/random_seed$seed.json")
+  [ "${REUSE:-0}" = 1 ] && [ -f "$out/random_seed$seed.json" ] && continue
   sed "s/^\( *seed = \)0;/\1$seed;/" "$root/configs/demo.cfg" > "$out/random_seed$seed.cfg"
   "$A" eval --ckpt random --config "$out/random_seed$seed.cfg" --data "$data" --json "$out/random_seed$seed.json" > /dev/null 2>&1
-  jsons+=("$out/random_seed$seed.json")
 done
-row "random initialisation" "${jsons[@]}"
+REF=$ref row "random initialisation" "${jsons[@]}"
 cat "$out/table.md"
