@@ -131,9 +131,8 @@ static const key_spec SCHEMA[] = {
     {"loss.duplicates", K_ENUM, FIELD(duplicates), .sdef = "positive",
      ONE_OF("positive", "negative"),
      .doc = "repeated descriptions in a batch: extra positives, or plain InfoNCE"},
-    {"loss.affinity", K_ENUM, FIELD(affinity), .sdef = "mse", ONE_OF("none", "kl", "mse"),
-     .doc = "semantic affinity loss L_sa between affinity rows: off, KL or MSE (the "
-             "ablation's best on the demo data)"},
+    {"loss.affinity", K_ENUM, FIELD(affinity), .sdef = "kl", ONE_OF("none", "kl", "mse"),
+     .doc = "semantic affinity loss L_sa between affinity rows: off, KL or MSE"},
     {"loss.affinity_weight", K_FLOAT, FIELD(affinity_weight), .fdef = 1.0, GE(0),
      .doc = "lambda in L = L_mac + lambda * L_sa"},
     {"loss.affinity_tau", K_FLOAT, FIELD(affinity_tau), .fdef = 0.1, GT(0),

@@ -182,7 +182,7 @@ static void test_defaults(void)
     CHECK(strcmp(c.fusion, "mlp") == 0 && c.fusion_width == 512 && c.fusion_heads == 8);
     CHECK(strcmp(c.logit_scale, "learned") == 0 && c.temperature == 0.07);
     CHECK(c.n_weights == 0);
-    CHECK(strcmp(c.duplicates, "positive") == 0 && strcmp(c.affinity, "mse") == 0);
+    CHECK(strcmp(c.duplicates, "positive") == 0 && strcmp(c.affinity, "kl") == 0);
     CHECK(c.affinity_weight == 1.0 && c.affinity_tau == 0.1);
     CHECK(strcmp(c.affinity_reference, "features") == 0);
     CHECK(c.steps >= 1 && c.global_batch >= 1 && c.micro_batch == 0 && c.warmup <= c.steps);
@@ -483,7 +483,7 @@ static void test_shipped_configs(void)
     CHECK(strcmp(c.image, "resnet") == 0 && c.resnet_depth == 18 && c.resnet_width == 0.25);
     CHECK(c.image_size == 0 && c.text_width == 128 && c.text_depth == 2 && c.text_heads == 4);
     CHECK(c.embed_dim == 128 && strcmp(c.fusion, "mlp") == 0 && c.fusion_width == 256);
-    CHECK(strcmp(c.affinity, "mse") == 0 && strcmp(c.affinity_reference, "features") == 0);
+    CHECK(strcmp(c.affinity, "kl") == 0 && strcmp(c.affinity_reference, "features") == 0);
     CHECK(c.global_batch == 64 && c.lr == 1e-3 && c.warmup == 30 && c.ckpt_every == 100);
     CHECK(c.keep_last == 3 && c.log_every == 10 && c.val_every == 50);
     CHECK(strcmp(c.device, "cpu") == 0);
