@@ -29,6 +29,13 @@
  * remains for smaller batches (single images at evaluation) and for one
  * OpenMP thread, where it is the only way to use more than one core.
  *
+ * Stride 2 (the stem, downsampling): im2col_s2 splits each input row into
+ * its even and odd columns once and copies contiguous runs from them.
+ * Measured with bench_conv (N = 8, 2 threads, SkylakeX kernels): the 7x7
+ * stem at 224 went from 14-22 ms to 11 ms forward and from 20.9 to 17.5 ms
+ * backward, and the ResNet-50 shapes together from 58-60% to 63% of the
+ * sgemm peak.
+ *
  * OpenBLAS must not split its GEMMs over threads of its own while several
  * OpenMP threads call it: the cores would be oversubscribed, and the
  * pthread build of OpenBLAS queues concurrent calls on one server. Its
@@ -112,7 +119,7 @@ static void valid_range(int OW, int W, int kw, int stride, int pad, int *lo, int
  * is split once into its even and odd columns, and then every kernel
  * column kw is a contiguous copy from one of the two halves (input column
  * 2*ow + kw - pad), where the plain loop would gather with stride 2 once
- * per kw. Measured on the 7x7 stem at 224: see the top of the file. */
+ * per kw (figures at the top of the file). */
 enum { IM2COL_S2_MAX_W = 4096 };
 
 static void im2col_s2(float *col, const float *inp, const conv_shape *s, int oh0, int oh1)
