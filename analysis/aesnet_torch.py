@@ -82,7 +82,7 @@ class AesNetTorch:
         v = v.view(B, T, heads, hs).transpose(1, 2)
         att = q @ k.transpose(-1, -2) / math.sqrt(hs)
         if causal:
-            att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+            att = att.masked_fill(torch.ones(T, T, dtype=torch.bool, device=att.device).triu(1), float("-inf"))
         y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
         x = x + F.linear(y, P[n + "attn/proj/weight"], P[n + "attn/proj/bias"])
         h = F.layer_norm(x, (C,), P[n + "ln2/weight"], P[n + "ln2/bias"], 1e-5)
@@ -121,8 +121,8 @@ class AesNetTorch:
             x = self.block(x, P, f"text/block{l}/", self.text_heads, True)
             l += 1
         is_eot = tok == EOT
-        pos = torch.where(is_eot.any(1), is_eot.float().argmax(1), torch.full((N,), T - 1))
-        x = x[torch.arange(N), pos]
+        pos = torch.where(is_eot.any(1), is_eot.float().argmax(1), torch.full((N,), T - 1, device=x.device))
+        x = x[torch.arange(N, device=x.device), pos]
         return F.layer_norm(x, (x.shape[1],), P["text/ln_final/weight"], P["text/ln_final/bias"], 1e-5)
 
     def fuse(self, fin, Fv):
@@ -143,13 +143,13 @@ class AesNetTorch:
         u = self.text(tok.reshape(A * B, L)).reshape(A, B, -1)
         nv = F.normalize(v, dim=1)
         nu = F.normalize(u, dim=2)
-        partner = torch.as_tensor(np.asarray(partner), dtype=torch.long)
+        partner = torch.as_tensor(np.asarray(partner), dtype=torch.long, device=v.device)
         xs, ys = [], []
         for a, name in enumerate(attrs):
             h = v
             if self.fusion != "none":
                 has = (partner[a] >= 0)
-                other = nu[partner[a].clamp(min=0), torch.arange(B)] * has[:, None].to(nu.dtype)
+                other = nu[partner[a].clamp(min=0), torch.arange(B, device=v.device)] * has[:, None].to(nu.dtype)
                 fout = self.fuse(torch.cat([nv, other], 1), v.shape[1])
                 h = v + has[:, None].to(v.dtype) * fout
             xs.append(F.normalize(h @ self.p[f"head/{name}/image_proj"].T, dim=1))
@@ -166,11 +166,11 @@ def mac_loss(xs, ys, logscales, mask, group, weights):
         valid = [i for i in range(len(mask[a])) if mask[a][i]]
         n = len(valid)
         if n == 0:
-            per_attr.append(torch.tensor(0.0))
+            per_attr.append(torch.tensor(0.0, device=xs[a].device))
             continue
-        idx = torch.tensor(valid)
+        idx = torch.tensor(valid, device=xs[a].device)
         X, Y = xs[a][idx], ys[a][idx]
-        g = torch.as_tensor(np.asarray(group[a])[valid])
+        g = torch.as_tensor(np.asarray(group[a])[valid], device=xs[a].device)
         tgt = (g[:, None] == g[None, :]).to(X.dtype)
         tgt = tgt / tgt.sum(1, keepdim=True)
         li = logscales[a].exp() * X @ Y.T
@@ -189,7 +189,7 @@ def sa_loss(v, vref, tau):
     B = v.shape[0]
     c = F.normalize(v, dim=1) @ F.normalize(v, dim=1).T
     r = F.normalize(vref, dim=1) @ F.normalize(vref, dim=1).T
-    off = ~torch.eye(B, dtype=torch.bool)
+    off = ~torch.eye(B, dtype=torch.bool, device=v.device)
     c = c[off].view(B, B - 1) / tau
     r = r[off].view(B, B - 1) / tau
     return (r.softmax(1) * (r.log_softmax(1) - c.log_softmax(1))).sum() / B

@@ -13,7 +13,7 @@ out=$root/build-device/bundle
 bash "$root/jobs/build.sh" "$root/build-device" -DAESNET_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DAESNET_NATIVE=OFF
 rm -rf "$out"; mkdir -p "$out/bin" "$out/lib"
-progs=("$root/build-device/aesnet" "$root/build-device/test/test_gpu_layers")
+progs=("$root/build-device/aesnet" "$root/build-device/test/test_gpu_layers" "$root/build-device/test/bench_model")
 cp "${progs[@]}" "$out/bin/"
 # Debian's libraries behind the programs, not the ones the target has
 # (glibc, the C++ runtime, the CUDA driver and toolkit libraries).

@@ -179,6 +179,9 @@ void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double *out, float
 void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,
                         const aes_adamw *cfg, int decay, int64_t t);
 
+/* The GEMM rate this GPU reaches (8192^3, best of 5), TFLOP/s: bf16
+ * inputs with fp32 accumulation (bf16 = 1) or fp32 with TF32 off. */
+double aes_gpu_gemm_peak_tflops(int bf16);
 /* g *= s. */
 void aes_scale_gpu(float *g, size_t n, float s);
 /* scratch[0] = sum of g^2 in double, in an order fixed by n (scratch:

@@ -9,8 +9,12 @@
 #     every logged loss and gradient norm to 1e-4, every parameter of the
 #     final checkpoint to 1e-3; TF32 within 2e-2 and bf16 within 5e-2 of
 #     fp32; 2 ranks on the one GPU against 1 rank to 1e-4 (W ranks
-#     compute what 1 rank does).
-# Still to come: the ResNet-50 / ViT-B/16 benchmarks against PyTorch. Logs go to $OUT (or /tmp/aesnet-device). Exit 0 only if every
+#     compute what 1 rank does);
+#  3. benchmarks (figures, no pass/fail): a ResNet-50 and a ViT-B/16
+#     pre-training step at 224 (batch $BENCH_BATCH, default 128; 5 text
+#     descriptions per image) in bf16, images/s and model FLOP utilisation
+#     against the measured bf16 GEMM peak, next to the same model in
+#     PyTorch eager with bf16 autocast on the same GPU, as a ratio. Logs go to $OUT (or /tmp/aesnet-device). Exit 0 only if every
 # check passed.
 set -uo pipefail
 out=${OUT:-/tmp/aesnet-device}; mkdir -p "$out"
@@ -81,6 +85,26 @@ check(worst[0] <= 1e-3, f"parameters after 3 steps, GPU vs CPU: worst {worst[0]:
 sys.exit(1 if bad else 0)
 PY
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
+
+echo "== 3. benchmarks: aesnet bf16 against PyTorch eager bf16 autocast"
+bb=${BENCH_BATCH:-128}
+for model in resnet50 vit_b16; do
+  timeout 240 "$AESNET_BUNDLE/bin/bench_model" $model --batch "$bb" --steps 5 --device cuda \
+    --precision bf16 --dump-params "$w/p.h5" > "$out/bench_$model.log" 2>&1
+  a=$(grep '^RESULT' "$out/bench_$model.log")
+  timeout 240 python3 analysis/bench_model_torch.py "$w/p.h5" $model "$bb" 5 cuda bf16 \
+    > "$out/bench_${model}_torch.log" 2>&1
+  t=$(grep '^RESULT' "$out/bench_${model}_torch.log")
+  if [ -z "$a" ] || [ -z "$t" ]; then
+    echo "$model: benchmark incomplete: $(tail -1 "$out/bench_$model.log") / $(tail -1 "$out/bench_${model}_torch.log")"
+    continue
+  fi
+  ai=$(sed 's/.*images_per_s=\([^ ]*\).*/\1/' <<<"$a"); ti=$(sed 's/.*images_per_s=\([^ ]*\).*/\1/' <<<"$t")
+  tf=$(sed 's/.* tflops=\([^ ]*\).*/\1/' <<<"$a"); pk=$(sed 's/.*peak_tflops=\([^ ]*\).*/\1/' <<<"$a")
+  awk -v m=$model -v b="$bb" -v ai="$ai" -v ti="$ti" -v tf="$tf" -v pk="$pk" 'BEGIN {
+    printf "%-9s batch %d: aesnet %.1f images/s, PyTorch %.1f images/s, ratio %.2f; %.1f TFLOP/s = %.1f%% of %.0f TFLOP/s bf16\n",
+      m, b, ai, ti, ai / ti, tf, 100 * tf / pk, pk }' | tee -a "$out/bench_summary.txt"
+done
 rm -rf "$w"
 echo "== $( [ $fail -eq 0 ] && echo all checks passed || echo SOME CHECKS FAILED )"
 exit $fail
