@@ -9,10 +9,13 @@
  *   the shares, the metrics and the non-finite decision need them;
  * - the squared gradient norm (one double) before the update: clipping
  *   and the non-finite skip are decided from it, on every rank alike;
- * - with more than one rank, the gathered embeddings, the column
- *   gradients and the parameter gradients, staged through host buffers
- *   for MPI (CUDA-aware MPI and the overlap of the gradient all-reduce
- *   with backward are the next step);
+ * - with more than one rank and an MPI that is not CUDA-aware, the
+ *   gathered embeddings, the column gradients and the parameter gradients,
+ *   staged through the host buffers of the CPU path, pinned (page-locked)
+ *   for the copies. With a CUDA-aware MPI (Open MPI's
+ *   MPIX_Query_cuda_support() at run time; AESNET_CUDA_AWARE=0 or 1
+ *   overrides) the collectives take the device buffers directly. The
+ *   overlap of the gradient all-reduce with backward is the next step;
  * - parameters and AdamW moments before a checkpoint.
  * Batch norm's global statistics go through the reduction hook as on the
  * CPU (a host round trip per layer with more than one rank).
@@ -54,10 +57,20 @@ void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_
 }
 void aes_train_gpu_to_host(aes_trainer *t) { (void)t; }
 #else
+#include <cuda_runtime.h>
+#if defined(OPEN_MPI) && OPEN_MPI
+#include <mpi-ext.h>
+#endif
+
 #include "aesnet/gpu.h"
 
 struct aes_trainer_gpu {
     aes_gpu g;
+    int cuda_aware;                     /* MPI takes device pointers */
+    void *pinned[16];                   /* host buffers registered for fast copies */
+    int n_pinned;
+    void *dstage;                       /* device staging for the collectives [W, A, B, C] */
+    size_t dstage_bytes;
     /* device buffers, sized as the host ones of the trainer */
     float *xl, *yl, *vl, *vrefl;        /* [A, B, D], [A, B, D], [B, Fv], [B, Fv] */
     float *x_all, *y_all, *v_all, *ref_all, *dx_all, *dy_all, *dv_all, *dx, *dy, *dv;
@@ -72,11 +85,38 @@ struct aes_trainer_gpu {
     double *sumsq;                      /* aes_sumsq_scratch_gpu() */
 };
 
+#define CUDA_RT(call)                                                                      \
+    do {                                                                                   \
+        cudaError_t e_ = (call);                                                           \
+        if (e_ != cudaSuccess) aes_internal_error("%s: %s", #call, cudaGetErrorString(e_)); \
+    } while (0)
+
 static void *dmalloc(size_t bytes, const char *what)
 {
     void *p = aes_gpu_malloc(bytes ? bytes : 1, what);
     aes_gpu_zero(p, bytes);
     return p;
+}
+
+/* Whether MPI accepts device pointers: AESNET_CUDA_AWARE=0|1 decides,
+ * else Open MPI's run-time query; other MPIs are assumed not to. */
+static int mpi_cuda_aware(void)
+{
+    const char *e = getenv("AESNET_CUDA_AWARE");
+    if (e && *e) return atoi(e) != 0;
+#if defined(MPIX_CUDA_AWARE_SUPPORT)
+    return MPIX_Query_cuda_support() == 1;
+#else
+    return 0;
+#endif
+}
+
+/* Page-lock a host buffer of the CPU path that stages device data. */
+static void pin(struct aes_trainer_gpu *G, void *p, size_t bytes)
+{
+    if (!p || !bytes || G->n_pinned == (int)(sizeof G->pinned / sizeof G->pinned[0])) return;
+    if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess) G->pinned[G->n_pinned++] = p;
+    else cudaGetLastError(); /* unpinned still works, only slower */
 }
 
 /* The rank's index among the ranks of its node. */
@@ -143,6 +183,26 @@ void aes_train_gpu_init(aes_trainer *t)
                          "loss scratch");
     G->out = dmalloc(sizeof(double) * (A + 2), "losses");
     G->sumsq = dmalloc(sizeof(double) * aes_sumsq_scratch_gpu(), "norm");
+    if (t->dist.world > 1) {
+        G->cuda_aware = mpi_cuda_aware();
+        if (G->cuda_aware) {
+            /* the largest collective: [W, A, B, D] floats, or the hashes */
+            const size_t a = f * A * Bg * D, b = sizeof(uint64_t) * A * Bg, c = f * Bg * (Fv > Fr ? Fv : Fr);
+            G->dstage_bytes = a > b ? (a > c ? a : c) : (b > c ? b : c);
+            G->dstage = dmalloc(G->dstage_bytes, "collective staging");
+        } else {
+            pin(G, t->xl, f * A * B * D), pin(G, t->yl, f * A * B * D);
+            pin(G, t->x_all, f * A * Bg * D), pin(G, t->y_all, f * A * Bg * D);
+            pin(G, t->dx_all, f * A * Bg * D), pin(G, t->dy_all, f * A * Bg * D);
+            pin(G, t->dx, f * A * B * D), pin(G, t->dy, f * A * B * D);
+            pin(G, t->vl, f * B * Fv), pin(G, t->v_all, f * Bg * Fv), pin(G, t->dv_all, f * Bg * Fv);
+            pin(G, t->dv, f * B * Fv), pin(G, t->ref_all, f * Bg * Fr), pin(G, t->vrefl, f * B * Fv);
+            pin(G, m->P.grad, f * m->P.n_trainable);
+        }
+    }
+    if (t->dist.rank == 0 && t->dist.world > 1)
+        aes_log("GPU collectives: %s", G->cuda_aware ? "CUDA-aware MPI on device buffers"
+                                                    : "staged through pinned host buffers");
     if (t->dist.rank == 0)
         aes_log("GPU: %s (device %d of %d on this node), %s", G->g.name, G->g.device,
                 G->g.n_devices,
@@ -158,24 +218,64 @@ void aes_train_gpu_free(aes_trainer *t)
     void *p[] = {G->xl,     G->yl,      G->vl,       G->vrefl, G->x_all, G->y_all, G->v_all,
                  G->ref_all, G->dx_all, G->dy_all,   G->dv_all, G->dx,   G->dy,    G->dv,
                  G->mask_all, G->hash_all, G->ls,    G->dls,   G->dls0,  G->mdx,   G->mdy,
-                 G->m1,     G->m2,      G->bufsave,  G->scratch, G->out, G->sumsq};
+                 G->m1,     G->m2,      G->bufsave,  G->scratch, G->out, G->sumsq, G->dstage};
     aes_gpu_sync(&G->g);
     /* the model's device memory goes with the model, before the context */
     aes_model_free(&t->model);
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) aes_gpu_free_mem(p[k]);
+    for (int k = 0; k < G->n_pinned; k++) cudaHostUnregister(G->pinned[k]);
     aes_gpu_free(&G->g);
     free(G);
     t->gpu = NULL;
 }
 
+#define MPI_OK(call)                                                                       \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ != MPI_SUCCESS) {                                                          \
+            char m_[MPI_MAX_ERROR_STRING];                                                 \
+            int l_ = 0;                                                                    \
+            MPI_Error_string(rc_, m_, &l_);                                                \
+            aes_internal_error("MPI: %s: %s", #call, m_);                                  \
+        }                                                                                  \
+    } while (0)
+
+/* [W][A][B][C] (rank-major, as MPI gathers) <-> [A][W*B][C] (the layout of
+ * the gathered buffers), one strided copy per rank. */
+static void rank_major_to_rows(void *dst, const void *src, int W, int A, int B, int C, size_t elem)
+{
+    const size_t row = (size_t)B * C * elem;
+    for (int r = 0; r < W; r++)
+        CUDA_RT(cudaMemcpy2DAsync((char *)dst + r * row, row * W, (const char *)src + r * row * A, row,
+                                  row, A, cudaMemcpyDeviceToDevice, (cudaStream_t)aes_gpu_current()->stream));
+}
+
+static void rows_to_rank_major(void *dst, const void *src, int W, int A, int B, int C, size_t elem)
+{
+    const size_t row = (size_t)B * C * elem;
+    for (int r = 0; r < W; r++)
+        CUDA_RT(cudaMemcpy2DAsync((char *)dst + r * row * A, row, (const char *)src + r * row, row * W,
+                                  row, A, cudaMemcpyDeviceToDevice, (cudaStream_t)aes_gpu_current()->stream));
+}
+
 /* Gather this rank's rows into the global buffer: a copy on one rank,
- * else through the host buffers of the CPU path. */
+ * MPI on the device buffers with a CUDA-aware MPI, else through the host
+ * buffers of the CPU path. */
 static void gather(aes_trainer *t, const void *dlocal, void *hlocal, void *hglobal, void *dglobal,
                    int A, int B, int C, size_t elem)
 {
     const size_t per = (size_t)A * B * C * elem;
     if (t->dist.world == 1) {
         aes_gpu_copy(dglobal, dlocal, per);
+        return;
+    }
+    struct aes_trainer_gpu *G = t->gpu;
+    if (G->cuda_aware) {
+        const double t0 = aes_now();
+        aes_gpu_sync(&G->g); /* dlocal complete before MPI reads it */
+        MPI_OK(MPI_Allgather(dlocal, (int)per, MPI_BYTE, G->dstage, (int)per, MPI_BYTE, t->dist.comm));
+        rank_major_to_rows(dglobal, G->dstage, t->dist.world, A, B, C, elem);
+        t->dist.comm_seconds += aes_now() - t0;
         return;
     }
     aes_gpu_download(hlocal, dlocal, per);
@@ -202,6 +302,16 @@ static void scatter(aes_trainer *t, const float *dglobal, float *hglobal, float 
     const size_t per = sizeof(float) * (size_t)A * B * C;
     if (t->dist.world == 1) {
         aes_gpu_copy(dlocal, dglobal, per);
+        return;
+    }
+    struct aes_trainer_gpu *G = t->gpu;
+    if (G->cuda_aware) {
+        const double t0 = aes_now();
+        rows_to_rank_major(G->dstage, dglobal, t->dist.world, A, B, C, sizeof(float));
+        aes_gpu_sync(&G->g);
+        MPI_OK(MPI_Reduce_scatter_block(G->dstage, dlocal, (int)(per / sizeof(float)), MPI_FLOAT,
+                                        MPI_SUM, t->dist.comm));
+        t->dist.comm_seconds += aes_now() - t0;
         return;
     }
     aes_gpu_download(hglobal, dglobal, per * t->dist.world);
@@ -317,7 +427,12 @@ void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_
         aes_model_backward(m, G->mdx, G->mdy, t->affinity ? G->dv + (size_t)i0 * Fv : NULL,
                            i0 == 0 ? G->dls : G->dls0);
     }
-    if (d->world > 1) { /* staged through the host's gradient buffer */
+    if (d->world > 1 && G->cuda_aware) {
+        const double c1 = aes_now();
+        aes_gpu_sync(&G->g);
+        MPI_OK(MPI_Allreduce(MPI_IN_PLACE, m->P.d_grad, (int)nt, MPI_FLOAT, MPI_SUM, d->comm));
+        d->comm_seconds += aes_now() - c1;
+    } else if (d->world > 1) { /* staged through the host's gradient buffer */
         aes_gpu_download(m->P.grad, m->P.d_grad, sizeof(float) * nt);
         aes_dist_grads_begin(d, m->P.grad, nt, 0);
         aes_dist_grads_end(d);
