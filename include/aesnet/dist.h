@@ -17,6 +17,19 @@
 
 #include "aesnet/nn.h"
 
+/* An MPI call that must succeed: else an internal error with the call and
+ * MPI's message (communicators here return errors instead of aborting). */
+#define AES_MPI_CHECK(call)                                                      \
+    do {                                                                         \
+        int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                \
+            char msg_[MPI_MAX_ERROR_STRING];                                     \
+            int len_ = 0;                                                        \
+            MPI_Error_string(rc_, msg_, &len_);                                  \
+            aes_internal_error("MPI: %s: %s", #call, msg_);                      \
+        }                                                                        \
+    } while (0)
+
 typedef struct aes_dist {
     MPI_Comm comm;
     int rank, world;

@@ -8,17 +8,6 @@
 
 #include "aesnet/core.h"
 
-#define MPI_CHECK(call)                                                          \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ != MPI_SUCCESS) {                                                \
-            char msg_[MPI_MAX_ERROR_STRING];                                     \
-            int len_ = 0;                                                        \
-            MPI_Error_string(rc_, msg_, &len_);                                  \
-            aes_internal_error("MPI: %s: %s", #call, msg_);                      \
-        }                                                                        \
-    } while (0)
-
 static void bn_allreduce(double *buf, int n, void *ctx)
 {
     aes_dist_allreduce_sum_f64(ctx, buf, n);
@@ -28,9 +17,9 @@ void aes_dist_init(aes_dist *d, MPI_Comm comm)
 {
     memset(d, 0, sizeof *d);
     d->comm = comm;
-    MPI_CHECK(MPI_Comm_rank(comm, &d->rank));
-    MPI_CHECK(MPI_Comm_size(comm, &d->world));
-    MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+    AES_MPI_CHECK(MPI_Comm_rank(comm, &d->rank));
+    AES_MPI_CHECK(MPI_Comm_size(comm, &d->world));
+    AES_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
     d->bn.allreduce_sum = bn_allreduce;
     d->bn.ctx = d;
 }
@@ -63,7 +52,7 @@ void aes_dist_allgather_rows(aes_dist *d, const void *local, void *global, int A
         return;
     }
     char *st = stage(d, per * (size_t)d->world);
-    MPI_CHECK(MPI_Allgather(local, (int)per, MPI_BYTE, st, (int)per, MPI_BYTE, d->comm));
+    AES_MPI_CHECK(MPI_Allgather(local, (int)per, MPI_BYTE, st, (int)per, MPI_BYTE, d->comm));
     /* [W, A, B, C] -> [A, W*B, C] */
     char *g = global;
     for (int r = 0; r < d->world; r++)
@@ -90,7 +79,7 @@ void aes_dist_reduce_scatter_rows(aes_dist *d, const float *global, float *local
             memcpy(st + (size_t)r * per + (size_t)a * B * C,
                    global + ((size_t)a * d->world * B + (size_t)r * B) * C,
                    sizeof(float) * (size_t)B * C);
-    MPI_CHECK(MPI_Reduce_scatter_block(st, local, (int)per, MPI_FLOAT, MPI_SUM, d->comm));
+    AES_MPI_CHECK(MPI_Reduce_scatter_block(st, local, (int)per, MPI_FLOAT, MPI_SUM, d->comm));
     d->comm_seconds += aes_now() - t0;
     d->t_scatter += aes_now() - t0;
 }
@@ -99,7 +88,7 @@ void aes_dist_allreduce_sum_f64(aes_dist *d, double *buf, int n)
 {
     if (d->world == 1) return;
     double t0 = aes_now();
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->comm));
+    AES_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->comm));
     d->comm_seconds += aes_now() - t0;
     d->t_small += aes_now() - t0;
 }
@@ -107,7 +96,7 @@ void aes_dist_allreduce_sum_f64(aes_dist *d, double *buf, int n)
 int aes_dist_bcast_int(aes_dist *d, int v)
 {
     if (d->world == 1) return v;
-    MPI_CHECK(MPI_Bcast(&v, 1, MPI_INT, 0, d->comm));
+    AES_MPI_CHECK(MPI_Bcast(&v, 1, MPI_INT, 0, d->comm));
     return v;
 }
 
@@ -123,7 +112,7 @@ static void launch(aes_dist *d, size_t lo, size_t hi)
             d->cap_req = d->cap_req ? 2 * d->cap_req : 64;
             d->req = aes_realloc(d->req, sizeof(MPI_Request) * (size_t)d->cap_req, "requests");
         }
-        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d->grad + hi - n, (int)n, MPI_FLOAT, MPI_SUM,
+        AES_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d->grad + hi - n, (int)n, MPI_FLOAT, MPI_SUM,
                                  d->comm, &d->req[d->n_req++]));
         hi -= n;
     }
@@ -149,7 +138,7 @@ void aes_dist_grads_ready(aes_dist *d, size_t lo)
     /* Open MPI progresses non-blocking collectives inside MPI calls: poke it. */
     if (d->n_req) {
         int done;
-        MPI_CHECK(MPI_Testall(d->n_req, d->req, &done, MPI_STATUSES_IGNORE));
+        AES_MPI_CHECK(MPI_Testall(d->n_req, d->req, &done, MPI_STATUSES_IGNORE));
         if (done) d->n_req = 0;
     }
 }
@@ -160,7 +149,7 @@ void aes_dist_grads_end(aes_dist *d)
     double t0 = aes_now();
     if (d->launched_lo > 0) launch(d, 0, d->launched_lo);
     d->launched_lo = d->pending_lo = 0;
-    if (d->n_req) MPI_CHECK(MPI_Waitall(d->n_req, d->req, MPI_STATUSES_IGNORE));
+    if (d->n_req) AES_MPI_CHECK(MPI_Waitall(d->n_req, d->req, MPI_STATUSES_IGNORE));
     d->n_req = 0;
     d->comm_seconds += aes_now() - t0;
     d->t_grads += aes_now() - t0;

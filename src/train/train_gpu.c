@@ -229,17 +229,6 @@ void aes_train_gpu_free(aes_trainer *t)
     t->gpu = NULL;
 }
 
-#define MPI_OK(call)                                                                       \
-    do {                                                                                   \
-        int rc_ = (call);                                                                  \
-        if (rc_ != MPI_SUCCESS) {                                                          \
-            char m_[MPI_MAX_ERROR_STRING];                                                 \
-            int l_ = 0;                                                                    \
-            MPI_Error_string(rc_, m_, &l_);                                                \
-            aes_internal_error("MPI: %s: %s", #call, m_);                                  \
-        }                                                                                  \
-    } while (0)
-
 /* [W][A][B][C] (rank-major, as MPI gathers) <-> [A][W*B][C] (the layout of
  * the gathered buffers), one strided copy per rank. */
 static void rank_major_to_rows(void *dst, const void *src, int W, int A, int B, int C, size_t elem)
@@ -273,7 +262,7 @@ static void gather(aes_trainer *t, const void *dlocal, void *hlocal, void *hglob
     if (G->cuda_aware) {
         const double t0 = aes_now();
         aes_gpu_sync(&G->g); /* dlocal complete before MPI reads it */
-        MPI_OK(MPI_Allgather(dlocal, (int)per, MPI_BYTE, G->dstage, (int)per, MPI_BYTE, t->dist.comm));
+        AES_MPI_CHECK(MPI_Allgather(dlocal, (int)per, MPI_BYTE, G->dstage, (int)per, MPI_BYTE, t->dist.comm));
         rank_major_to_rows(dglobal, G->dstage, t->dist.world, A, B, C, elem);
         t->dist.comm_seconds += aes_now() - t0;
         return;
@@ -309,7 +298,7 @@ static void scatter(aes_trainer *t, const float *dglobal, float *hglobal, float 
         const double t0 = aes_now();
         rows_to_rank_major(G->dstage, dglobal, t->dist.world, A, B, C, sizeof(float));
         aes_gpu_sync(&G->g);
-        MPI_OK(MPI_Reduce_scatter_block(G->dstage, dlocal, (int)(per / sizeof(float)), MPI_FLOAT,
+        AES_MPI_CHECK(MPI_Reduce_scatter_block(G->dstage, dlocal, (int)(per / sizeof(float)), MPI_FLOAT,
                                         MPI_SUM, t->dist.comm));
         t->dist.comm_seconds += aes_now() - t0;
         return;
@@ -430,7 +419,7 @@ void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_
     if (d->world > 1 && G->cuda_aware) {
         const double c1 = aes_now();
         aes_gpu_sync(&G->g);
-        MPI_OK(MPI_Allreduce(MPI_IN_PLACE, m->P.d_grad, (int)nt, MPI_FLOAT, MPI_SUM, d->comm));
+        AES_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->P.d_grad, (int)nt, MPI_FLOAT, MPI_SUM, d->comm));
         d->comm_seconds += aes_now() - c1;
     } else if (d->world > 1) { /* staged through the host's gradient buffer */
         aes_gpu_download(m->P.grad, m->P.d_grad, sizeof(float) * nt);
