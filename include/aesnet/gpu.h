@@ -178,6 +178,14 @@ void aes_sa_loss_gpu(const aes_sa_args *args, float *scratch, double *out, float
 /* ---- optimizer twin: the arithmetic of aes_adamw_step, element for element. */
 void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,
                         const aes_adamw *cfg, int decay, int64_t t);
+/* The same, steered from the device: ctrl [2] (device) holds the clip
+ * factor the gradient is scaled by first, and 1 to update or 0 to skip
+ * (aes_step_control_gpu), so the skip needs no host round trip. */
+void aes_adamw_step_gpu_ctrl(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                             const aes_adamw *cfg, int decay, int64_t t, const float *ctrl);
+/* ctrl [2] from the squared gradient norm (device) and the loss: the clip
+ * factor of aes_clip_factor, and whether both are finite. */
+void aes_step_control_gpu(float *ctrl, const double *sumsq, double loss, float max_norm);
 
 /* The GEMM rate this GPU reaches (8192^3, best of 5), TFLOP/s: bf16
  * inputs with fp32 accumulation (bf16 = 1) or fp32 with TF32 off. */

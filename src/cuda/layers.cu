@@ -555,13 +555,16 @@ extern "C" void attention_backward_gpu(float *dqkv, float *scratch, const float 
 
 __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float b1,
                              float b2, float one_m_b1, float one_m_b2, float keep, float neg_step,
-                             float bc2_sqrt, float eps, int decay)
+                             float bc2_sqrt, float eps, int decay, const float *ctrl)
 {
+    /* ctrl (device): [0] the clip factor, [1] 1 to update, 0 to skip */
+    if (ctrl && ctrl[1] == 0.0f) return;
+    const float cf = ctrl ? ctrl[0] : 1.0f;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float w = p[i];
         if (decay) w = w * keep;
-        const float gi = g[i];
+        const float gi = ctrl ? __fmul_rn(g[i], cf) : g[i]; /* as aes_scale, then the step */
         const float mi = __fmaf_rn(gi, one_m_b1, __fmul_rn(m[i], b1));
         const float vi = __fmaf_rn(__fmul_rn(one_m_b2, gi), gi, __fmul_rn(v[i], b2));
         m[i] = mi;
@@ -574,6 +577,13 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
 extern "C" void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v, size_t n, float lr,
                                    const aes_adamw *cfg, int decay, int64_t t)
 {
+    aes_adamw_step_gpu_ctrl(p, g, m, v, n, lr, cfg, decay, t, NULL);
+}
+
+extern "C" void aes_adamw_step_gpu_ctrl(float *p, const float *g, float *m, float *v, size_t n,
+                                        float lr, const aes_adamw *cfg, int decay, int64_t t,
+                                        const float *ctrl)
+{
     if (t < 1) aes_internal_error("AdamW step count %lld: must be >= 1", (long long)t);
     if (n == 0) return;
     const float b1 = cfg->beta1, b2 = cfg->beta2;
@@ -581,7 +591,7 @@ extern "C" void aes_adamw_step_gpu(float *p, const float *g, float *m, float *v,
     adamw_kernel<<<blocks_for(n, 256), 256, 0, gpu_stream()>>>(
         p, g, m, v, n, b1, b2, (float)(1.0 - (double)b1), (float)(1.0 - (double)b2),
         (float)(1.0 - (double)lr * (double)cfg->weight_decay), (float)(-((double)lr / bc1)),
-        (float)sqrt(bc2), cfg->eps, decay != 0);
+        (float)sqrt(bc2), cfg->eps, decay != 0, ctrl);
     LAUNCH_OK();
 }
 
@@ -630,6 +640,28 @@ extern "C" void aes_sumsq_gpu(const float *g, size_t n, double *scratch)
     sumsq_blocks_kernel<<<SUMSQ_BLOCKS, 256, 0, gpu_stream()>>>(scratch + 1, g, n);
     LAUNCH_OK();
     sum_in_order_kernel<<<1, 1, 0, gpu_stream()>>>(scratch, scratch + 1, SUMSQ_BLOCKS);
+    LAUNCH_OK();
+}
+
+/* The step's decision on the device, from the squared gradient norm and
+ * the loss: ctrl[0] the clip factor (aes_clip_factor's arithmetic),
+ * ctrl[1] 1 when both are finite (update) and 0 when not (skip). */
+__global__ void step_control_kernel(float *ctrl, const double *sumsq, double loss, float max_norm)
+{
+    const double norm = sqrt(sumsq[0]);
+    const int ok = isfinite(loss) && isfinite(norm);
+    float c = 1.0f;
+    if (max_norm > 0.0f) {
+        c = max_norm / ((float)norm + 1e-6f);
+        c = c < 1.0f ? c : 1.0f;
+    }
+    ctrl[0] = c;
+    ctrl[1] = ok ? 1.0f : 0.0f;
+}
+
+extern "C" void aes_step_control_gpu(float *ctrl, const double *sumsq, double loss, float max_norm)
+{
+    step_control_kernel<<<1, 1, 0, gpu_stream()>>>(ctrl, sumsq, loss, max_norm);
     LAUNCH_OK();
 }
 

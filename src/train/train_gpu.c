@@ -7,8 +7,11 @@
  * - the batch (images, tokens, masks) from the loader, uploaded;
  * - the loss values (a few doubles) after the losses: the all-reduce of
  *   the shares, the metrics and the non-finite decision need them;
- * - the squared gradient norm (one double) before the update: clipping
- *   and the non-finite skip are decided from it, on every rank alike;
+ * - the squared gradient norm (one double), copied asynchronously into
+ *   pinned memory for the log and the count of skipped steps: the clip
+ *   factor and the non-finite skip are decided on the GPU from the same
+ *   numbers (aes_step_control_gpu) and steer the AdamW kernels, so the
+ *   update runs while the host logs and reads the next batch;
  * - with more than one rank and an MPI that is not CUDA-aware, the
  *   gathered embeddings, the column gradients and the parameter gradients,
  *   staged through the host buffers of the CPU path, pinned (page-locked)
@@ -83,6 +86,9 @@ struct aes_trainer_gpu {
     float *scratch;                     /* the losses' */
     double *out;                        /* [A + 2]: MAC loss_a, MAC share, SA share */
     double *sumsq;                      /* aes_sumsq_scratch_gpu() */
+    float *ctrl;                        /* [2] clip factor, update flag */
+    double *h_stats;                    /* pinned: the squared gradient norm */
+    cudaEvent_t stats_ready;
 };
 
 #define CUDA_RT(call)                                                                      \
@@ -183,6 +189,9 @@ void aes_train_gpu_init(aes_trainer *t)
                          "loss scratch");
     G->out = dmalloc(sizeof(double) * (A + 2), "losses");
     G->sumsq = dmalloc(sizeof(double) * aes_sumsq_scratch_gpu(), "norm");
+    G->ctrl = dmalloc(sizeof(float) * 2, "step control");
+    CUDA_RT(cudaMallocHost((void **)&G->h_stats, sizeof(double) * 2));
+    CUDA_RT(cudaEventCreateWithFlags(&G->stats_ready, cudaEventDisableTiming));
     if (t->dist.world > 1) {
         G->cuda_aware = mpi_cuda_aware();
         if (G->cuda_aware) {
@@ -218,12 +227,15 @@ void aes_train_gpu_free(aes_trainer *t)
     void *p[] = {G->xl,     G->yl,      G->vl,       G->vrefl, G->x_all, G->y_all, G->v_all,
                  G->ref_all, G->dx_all, G->dy_all,   G->dv_all, G->dx,   G->dy,    G->dv,
                  G->mask_all, G->hash_all, G->ls,    G->dls,   G->dls0,  G->mdx,   G->mdy,
-                 G->m1,     G->m2,      G->bufsave,  G->scratch, G->out, G->sumsq, G->dstage};
+                 G->m1,     G->m2,      G->bufsave,  G->scratch, G->out, G->sumsq, G->dstage,
+                 G->ctrl};
     aes_gpu_sync(&G->g);
     /* the model's device memory goes with the model, before the context */
     aes_model_free(&t->model);
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) aes_gpu_free_mem(p[k]);
     for (int k = 0; k < G->n_pinned; k++) cudaHostUnregister(G->pinned[k]);
+    cudaFreeHost(G->h_stats);
+    cudaEventDestroy(G->stats_ready);
     aes_gpu_free(&G->g);
     free(G);
     t->gpu = NULL;
@@ -431,27 +443,32 @@ void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_
     st->t_comm += d->comm_seconds - c0;
     st->t_backward = t3 - t2 - (d->comm_seconds - c0);
 
-    /* The same summed gradient on every rank: the same decisions. */
-    double ss;
+    /* The same summed gradient on every rank: the same decisions, taken on
+     * the GPU (clip factor, skip) and, from the same two numbers, on the
+     * host (the log, the run of skipped steps). Neither waits for the
+     * other: the host waits only for the norm's copy, not the update. */
+    cudaStream_t sm = (cudaStream_t)G->g.stream;
     aes_sumsq_gpu(m->P.d_grad, nt, G->sumsq);
-    aes_gpu_download(&ss, G->sumsq, sizeof ss);
-    st->grad_norm = sqrt(ss);
-    if (aes_trainer_decide(t, st)) {
-        aes_scale_gpu(m->P.d_grad, nt, aes_clip_factor(st->grad_norm, (float)c->clip));
-        const aes_adamw opt = {.beta1 = (float)c->beta1, .beta2 = (float)c->beta2,
-                               .eps = (float)c->eps, .weight_decay = (float)c->weight_decay};
-        for (int k = 0; k < m->P.n; k++) {
-            const aes_tensor *p = &m->P.t[k];
-            if (p->trainable)
-                aes_adamw_step_gpu(m->P.d_data + p->offset, m->P.d_grad + p->offset,
-                                   G->m1 + p->offset, G->m2 + p->offset, p->numel, st->lr, &opt,
-                                   p->decay, t->step + 1 - t->nonfinite_total);
-        }
-        const float cap = logf(100.0f);
-        for (int a = 0; a < A; a++)
-            aes_clamp_max_gpu(m->P.d_data + m->P.t[m->p_scale[a]].offset, 1, cap);
+    aes_step_control_gpu(G->ctrl, G->sumsq, st->loss, (float)c->clip);
+    CUDA_RT(cudaMemcpyAsync(G->h_stats, G->sumsq, sizeof(double), cudaMemcpyDeviceToHost, sm));
+    CUDA_RT(cudaEventRecord(G->stats_ready, sm));
+    const float lr =
+        aes_lr_schedule(t->step, (float)c->lr, c->warmup, c->steps, (float)c->min_lr_ratio);
+    const aes_adamw opt = {.beta1 = (float)c->beta1, .beta2 = (float)c->beta2, .eps = (float)c->eps,
+                           .weight_decay = (float)c->weight_decay};
+    for (int k = 0; k < m->P.n; k++) {
+        const aes_tensor *p = &m->P.t[k];
+        if (p->trainable) /* t: a skipped step does not count, as on the CPU */
+            aes_adamw_step_gpu_ctrl(m->P.d_data + p->offset, m->P.d_grad + p->offset,
+                                    G->m1 + p->offset, G->m2 + p->offset, p->numel, lr, &opt,
+                                    p->decay, t->step + 1 - t->nonfinite_total, G->ctrl);
     }
-    aes_gpu_sync(&G->g);
+    const float cap = logf(100.0f); /* a no-op on a skipped step: nothing moved */
+    for (int a = 0; a < A; a++)
+        aes_clamp_max_gpu(m->P.d_data + m->P.t[m->p_scale[a]].offset, 1, cap);
+    CUDA_RT(cudaEventSynchronize(G->stats_ready));
+    st->grad_norm = sqrt(G->h_stats[0]);
+    aes_trainer_decide(t, st); /* the same verdict as ctrl: same loss, same norm */
     st->t_update = aes_now() - t3;
 }
 
