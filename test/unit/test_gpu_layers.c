@@ -289,6 +289,28 @@ static void test_adamw(void)
     EXPECT("params", p, 1e-6);
     EXPECT("first moments", m, 1e-6);
     EXPECT("second moments", v, 1e-6);
+    /* Steered from the device: the clip factor of aes_clip_factor from the
+     * squared norm, then a step with it; a non-finite loss skips. */
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)g.h[i] * g.h[i];
+    double *dss = aes_gpu_malloc(sizeof(double), "sumsq");
+    float *ctrl = aes_gpu_malloc(2 * sizeof(float), "ctrl"), hc[2];
+    aes_gpu_upload(dss, &ss, sizeof ss);
+    aes_step_control_gpu(ctrl, dss, 1.0, 0.5f);
+    aes_gpu_download(hc, ctrl, sizeof hc);
+    CHECK_MSG(hc[0] == aes_clip_factor(sqrt(ss), 0.5f) && hc[1] == 1.0f, "control %g %g", hc[0], hc[1]);
+    aes_scale(g.h, n, hc[0]);
+    aes_adamw_step(p.h, g.h, m.h, v.h, n, 1e-3f, &cfg, 1, 4);
+    aes_adamw_step_gpu_ctrl(p.d, g.d, m.d, v.d, n, 1e-3f, &cfg, 1, 4, ctrl);
+    EXPECT("params, clipped on the device", p, 1e-6);
+    EXPECT("second moments, clipped on the device", v, 1e-6);
+    aes_step_control_gpu(ctrl, dss, NAN, 0.5f);
+    aes_gpu_download(hc, ctrl, sizeof hc);
+    CHECK(hc[1] == 0.0f);
+    aes_adamw_step_gpu_ctrl(p.d, g.d, m.d, v.d, n, 1e-3f, &cfg, 1, 5, ctrl);
+    EXPECT("params unchanged by a skipped step", p, 0);
+    aes_gpu_free_mem(dss);
+    aes_gpu_free_mem(ctrl);
     rm(&p), rm(&g), rm(&m), rm(&v);
 }
 
