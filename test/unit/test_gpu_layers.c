@@ -308,7 +308,7 @@ static void test_adamw(void)
     aes_gpu_download(hc, ctrl, sizeof hc);
     CHECK(hc[1] == 0.0f);
     aes_adamw_step_gpu_ctrl(p.d, g.d, m.d, v.d, n, 1e-3f, &cfg, 1, 5, ctrl);
-    EXPECT("params unchanged by a skipped step", p, 0);
+    EXPECT("params unchanged by a skipped step", p, 1e-6); /* a step would move them ~1e-3 */
     aes_gpu_free_mem(dss);
     aes_gpu_free_mem(ctrl);
     rm(&p), rm(&g), rm(&m), rm(&v);
