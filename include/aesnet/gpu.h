@@ -63,9 +63,10 @@ void aes_gpu_sync(aes_gpu *g);
 /* ---- device memory (failures are fatal, with the size and what for) ---- */
 void *aes_gpu_malloc(size_t bytes, const char *what);
 void aes_gpu_free_mem(void *p);
-/* host -> device on the stream. From pageable memory (all callers here)
- * CUDA copies src to a staging buffer before returning, so src may be
- * reused at once; the transfer itself may still be in flight. */
+/* host -> device on the stream. From pageable memory CUDA copies src to a
+ * staging buffer before returning, so src may be reused at once; from
+ * pinned memory (the GPU step's staging buffers) the copy is truly
+ * asynchronous: src must stay untouched until the stream has passed it. */
 void aes_gpu_upload(void *dst, const void *src, size_t bytes);
 void aes_gpu_download(void *dst, const void *src, size_t bytes); /* device -> host, then waits */
 void aes_gpu_zero(void *p, size_t bytes);
@@ -187,9 +188,9 @@ void aes_adamw_step_gpu_ctrl(float *p, const float *g, float *m, float *v, size_
  * factor of aes_clip_factor, and whether both are finite. */
 void aes_step_control_gpu(float *ctrl, const double *sumsq, double loss, float max_norm);
 
-/* The GEMM rate this GPU reaches (8192^3, best of 5), TFLOP/s: bf16
- * inputs with fp32 accumulation (bf16 = 1) or fp32 with TF32 off. */
-double aes_gpu_gemm_peak_tflops(int bf16);
+/* The GEMM rate this GPU reaches (8192^3, best of 5), TFLOP/s, in a math
+ * mode: bf16 inputs with fp32 accumulation, TF32, or fp32 with TF32 off. */
+double aes_gpu_gemm_peak_tflops(aes_gpu_math math);
 /* g *= s. */
 void aes_scale_gpu(float *g, size_t n, float s);
 /* scratch[0] = sum of g^2 in double, in an order fixed by n (scratch:

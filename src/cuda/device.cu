@@ -159,10 +159,13 @@ extern "C" void aes_gpu_zero(void *p, size_t bytes)
 }
 
 /* The GEMM peak this GPU reaches: best of 5 products n x n x n (n = 8192)
- * with bf16 inputs and fp32 accumulation (bf16 = 1), or fp32 with TF32 off,
+ * in the math mode (bf16 inputs with fp32 accumulation, TF32, or fp32),
  * in TFLOP/s: what model FLOP utilisation is reported against. */
-extern "C" double aes_gpu_gemm_peak_tflops(int bf16)
+extern "C" double aes_gpu_gemm_peak_tflops(aes_gpu_math math)
 {
+    const int bf16 = math == AES_MATH_BF16;
+    const cublasComputeType_t ct =
+        math == AES_MATH_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const int n = 8192;
     const size_t el = bf16 ? 2 : 4;
     void *a = aes_gpu_malloc(el * n * n, "peak A"), *b = aes_gpu_malloc(el * n * n, "peak B");
@@ -178,7 +181,7 @@ extern "C" double aes_gpu_gemm_peak_tflops(int bf16)
     for (int r = 0; r < 6; r++) {
         CUDA_OK(cudaEventRecord(e0, gpu_stream()));
         CUBLAS_OK(cublasGemmEx(gpu_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, t, n, b, t, n,
-                               &zero, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                               &zero, c, CUDA_R_32F, n, ct, CUBLAS_GEMM_DEFAULT));
         CUDA_OK(cudaEventRecord(e1, gpu_stream()));
         CUDA_OK(cudaEventSynchronize(e1));
         float ms = 0;

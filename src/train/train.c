@@ -118,7 +118,9 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
         aes_user_error("%s: train.precision = \"%s\" needs train.device = \"cuda\" (the CPU "
                        "computes in fp32)",
                        c->path, c->precision);
-    if (!strcmp(c->device, "cuda")) aes_train_gpu_init(t);
+
+    /* Refused before the reader starts: no GPU, no driver, no CUDA build. */
+    if (!strcmp(c->device, "cuda")) aes_train_gpu_check(t);
 
     aes_loader_cfg lc;
     loader_cfg_from(&lc, c, &t->dist, R);
@@ -149,6 +151,8 @@ void aes_trainer_init(aes_trainer *t, const aes_config *cfg, const char *resume_
     t->bufsave = aes_malloc(sizeof(float) * (t->model.P.n_total - t->model.P.n_trainable + 1), "buffers");
     t->hash_all = aes_malloc(sizeof(uint64_t) * A * Bg, "hashes");
     t->scratch = aes_malloc(sizeof(float) * (aes_mac_scratch_floats(B, Bg) + aes_sa_scratch_floats(B, Bg, Fv, Fr)), "loss scratch");
+    /* After the host buffers exist: the GPU path pins those it stages through. */
+    if (!strcmp(c->device, "cuda")) aes_train_gpu_init(t);
 
     /* The fixed validation batch: the first val_batch rows of the val split. */
     if (c->val_every > 0) {

@@ -37,15 +37,17 @@
 #include "aesnet/loss.h"
 #include "aesnet/optim.h"
 
-#ifndef AESNET_WITH_CUDA
 #include "aesnet/gpu.h"
 
-void aes_train_gpu_init(aes_trainer *t)
+void aes_train_gpu_check(aes_trainer *t)
 {
     char why[256];
-    aes_gpu_available(why, sizeof why);
-    aes_user_error("%s: train.device = \"cuda\": %s", t->cfg.path, why);
+    if (!aes_gpu_available(why, sizeof why))
+        aes_user_error("%s: train.device = \"cuda\": %s", t->cfg.path, why);
 }
+
+#ifndef AESNET_WITH_CUDA
+void aes_train_gpu_init(aes_trainer *t) { aes_train_gpu_check(t); }
 void aes_train_gpu_free(aes_trainer *t) { (void)t; }
 double aes_train_gpu_forward_loss(aes_trainer *t, const aes_batch *b, int B, int64_t step,
                                   int want_grad, aes_step_stats *st)
@@ -64,8 +66,6 @@ void aes_train_gpu_to_host(aes_trainer *t) { (void)t; }
 #if defined(OPEN_MPI) && OPEN_MPI
 #include <mpi-ext.h>
 #endif
-
-#include "aesnet/gpu.h"
 
 struct aes_trainer_gpu {
     aes_gpu g;
@@ -230,10 +230,11 @@ void aes_train_gpu_free(aes_trainer *t)
                  G->m1,     G->m2,      G->bufsave,  G->scratch, G->out, G->sumsq, G->dstage,
                  G->ctrl};
     aes_gpu_sync(&G->g);
+    /* unpinned before the model frees its gradient buffer (one of them) */
+    for (int k = 0; k < G->n_pinned; k++) cudaHostUnregister(G->pinned[k]);
     /* the model's device memory goes with the model, before the context */
     aes_model_free(&t->model);
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) aes_gpu_free_mem(p[k]);
-    for (int k = 0; k < G->n_pinned; k++) cudaHostUnregister(G->pinned[k]);
     cudaFreeHost(G->h_stats);
     cudaEventDestroy(G->stats_ready);
     aes_gpu_free(&G->g);
@@ -431,7 +432,11 @@ void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_
     if (d->world > 1 && G->cuda_aware) {
         const double c1 = aes_now();
         aes_gpu_sync(&G->g);
-        AES_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->P.d_grad, (int)nt, MPI_FLOAT, MPI_SUM, d->comm));
+        for (size_t o = 0; o < nt; o += (size_t)1 << 30) { /* MPI counts are int */
+            const size_t n = nt - o < ((size_t)1 << 30) ? nt - o : (size_t)1 << 30;
+            AES_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->P.d_grad + o, (int)n, MPI_FLOAT, MPI_SUM,
+                                        d->comm));
+        }
         d->comm_seconds += aes_now() - c1;
     } else if (d->world > 1) { /* staged through the host's gradient buffer */
         aes_gpu_download(m->P.grad, m->P.d_grad, sizeof(float) * nt);

@@ -8,8 +8,11 @@
 
 #include "aesnet/train.h"
 
-/* After the model is built (and a checkpoint loaded): pick the GPU, move
- * the model and the optimizer state to it. */
+/* A user error, with the reason, when this build or machine cannot run
+ * train.device = "cuda" (called before anything starts). */
+void aes_train_gpu_check(aes_trainer *t);
+/* After the model is built (and a checkpoint loaded) and the host buffers
+ * allocated: pick the GPU, move the model and the optimizer state to it. */
 void aes_train_gpu_init(aes_trainer *t);
 /* Frees the GPU state and the model (whose memory lives on the GPU). */
 void aes_train_gpu_free(aes_trainer *t);

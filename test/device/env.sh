@@ -3,8 +3,10 @@
 # its libraries and at the machine's CUDA libraries (the toolkit's, or
 # those inside PyTorch's nvidia packages).
 AESNET_BUNDLE=${AESNET_BUNDLE:-/tmp/aesnet-bundle}
-if [ ! -x "$AESNET_BUNDLE/bin/aesnet" ]; then
-  rm -rf "$AESNET_BUNDLE" && mkdir -p "$AESNET_BUNDLE" && tar -C "$AESNET_BUNDLE" -xJf .device/bundle.tar.xz
+_stamp=$(sha256sum .device/bundle.tar.xz | cut -d' ' -f1)
+if [ "$(cat "$AESNET_BUNDLE/.stamp" 2>/dev/null)" != "$_stamp" ]; then  # new or rebuilt bundle
+  rm -rf "$AESNET_BUNDLE" && mkdir -p "$AESNET_BUNDLE" && tar -C "$AESNET_BUNDLE" -xJf .device/bundle.tar.xz \
+    && echo "$_stamp" > "$AESNET_BUNDLE/.stamp"
 fi
 _site=$(python3 -c "import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null || true)
 _cuda_dirs=$( { [ -n "$_site" ] && find -L "$_site/nvidia" \( -name 'libcublas.so.*' -o -name 'libcudnn.so.*' -o -name 'libcudart.so.*' -o -name 'libnvJitLink.so.*' -o -name 'libnvrtc.so.*' \) -printf '%h\n' 2>/dev/null; } | sort -u | paste -sd:)

@@ -103,7 +103,7 @@ static int bench_gpu(aes_model *m, const aes_model_cfg *c, const char *name, con
     aes_gpu g;
     aes_err e;
     if (aes_gpu_init(&g, 0, math, &e) != 0) aes_user_error("bench_model: %s", e.msg);
-    const double peak = aes_gpu_gemm_peak_tflops(math == AES_MATH_BF16);
+    const double peak = aes_gpu_gemm_peak_tflops(math);
     aes_model_to_device(m);
     uint8_t *dmask = aes_gpu_malloc((size_t)A * B, "mask");
     uint64_t *dhash = aes_gpu_malloc(sizeof(uint64_t) * A * B, "hash");
@@ -152,6 +152,8 @@ static int bench_gpu(aes_model *m, const aes_model_cfg *c, const char *name, con
                 aes_adamw_step_gpu(m->P.d_data + t->offset, m->P.d_grad + t->offset, m1 + t->offset,
                                    m2 + t->offset, t->numel, 1e-4f, &opt, t->decay, s + 1);
         }
+        for (int a = 0; a < A; a++) /* the logit-scale clamp, as aes_model_clamp_scales */
+            aes_clamp_max_gpu(m->P.d_data + m->P.t[m->p_scale[a]].offset, 1, logf(100.0f));
         aes_gpu_sync(&g);
         double t4 = aes_now();
         if (s == 0) continue; /* warm-up: cuDNN's choices, first touches */
@@ -164,8 +166,7 @@ static int bench_gpu(aes_model *m, const aes_model_cfg *c, const char *name, con
            1e3 * step, 1e3 * t_f / steps, 1e3 * t_l / steps, 1e3 * t_b / steps, 1e3 * t_u / steps,
            B / step);
     printf("  %.1f GFLOP per step, %.1f TFLOP/s = %.1f%% of the %s GEMM peak measured here (%.1f TFLOP/s)\n",
-           fl / 1e9, fl / step / 1e12, 100 * fl / step / 1e12 / peak,
-           math == AES_MATH_BF16 ? "bf16" : "fp32", peak);
+           fl / 1e9, fl / step / 1e12, 100 * fl / step / 1e12 / peak, precision, peak);
     printf("RESULT model=%s batch=%d step_ms=%.3f images_per_s=%.2f tflops=%.3f peak_tflops=%.3f\n",
            name, B, 1e3 * step, B / step, fl / step / 1e12, peak);
     void *bufs[] = {dmask, dhash, scratch, dx, dy, dv, ls, dls, m1, m2, out, sq};
