@@ -112,6 +112,9 @@ uint64_t aes_rng_u64(aes_rng *r);
 double aes_rng_uniform(aes_rng *r);              /* [0, 1) */
 float aes_rng_normal(aes_rng *r);                /* standard normal */
 uint64_t aes_rng_below(aes_rng *r, uint64_t n);  /* [0, n), unbiased */
+/* Fisher-Yates shuffle of a[0..n) from the stream of key (from the last
+ * element down): the same key gives the same order. */
+void aes_shuffle_i64(int64_t *a, int64_t n, uint64_t key);
 
 /* FNV-1a over bytes: content hashes (descriptions, files). */
 uint64_t aes_fnv1a(const void *data, size_t n);

@@ -155,6 +155,17 @@ uint64_t aes_rng_below(aes_rng *r, uint64_t n)
     return x % n;
 }
 
+void aes_shuffle_i64(int64_t *a, int64_t n, uint64_t key)
+{
+    aes_rng r;
+    aes_rng_init(&r, key);
+    for (int64_t i = n - 1; i > 0; i--) {
+        const int64_t j = (int64_t)aes_rng_below(&r, (uint64_t)(i + 1)), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 uint64_t aes_fnv1a(const void *data, size_t n)
 {
     const unsigned char *p = data;

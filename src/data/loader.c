@@ -67,14 +67,7 @@ static void epoch_perm(const aes_loader *ld, int64_t epoch, int64_t *perm)
 {
     memcpy(perm, ld->rows, sizeof(int64_t) * (size_t)ld->n_rows);
     if (!ld->cfg.shuffle) return;
-    aes_rng r;
-    aes_rng_init(&r, aes_key(ld->cfg.seed, (uint64_t)epoch, 0, AES_RNG_PERMUTE));
-    for (int64_t i = ld->n_rows - 1; i > 0; i--) {
-        int64_t j = (int64_t)aes_rng_below(&r, (uint64_t)(i + 1));
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    aes_shuffle_i64(perm, ld->n_rows, aes_key(ld->cfg.seed, (uint64_t)epoch, 0, AES_RNG_PERMUTE));
 }
 
 void aes_loader_global_rows(const aes_loader *ld, int64_t step, int64_t *rows)

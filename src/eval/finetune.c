@@ -203,13 +203,7 @@ void aes_finetune_emd(aes_embedder *e, const aes_finetune_cfg *c, int64_t *const
     for (int ep = 0; ep < c->epochs; ep++) {
         const double te = aes_now();
         memcpy(order, rows[0], sizeof(int64_t) * (size_t)n[0]);
-        aes_rng r;
-        aes_rng_init(&r, aes_key(c->seed, (uint64_t)ep, 0, AES_RNG_PERMUTE));
-        for (int64_t k = n[0] - 1; k > 0; k--) {
-            int64_t j = (int64_t)aes_rng_below(&r, (uint64_t)k + 1), tmp = order[k];
-            order[k] = order[j];
-            order[j] = tmp;
-        }
+        aes_shuffle_i64(order, n[0], aes_key(c->seed, (uint64_t)ep, 0, AES_RNG_PERMUTE));
         double train_emd = 0;
         for (int64_t it = 0; it < per_epoch; it++, step++) {
             const int64_t *br = order + it * Bt;
