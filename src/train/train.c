@@ -288,13 +288,19 @@ static double forward_loss(aes_trainer *t, const aes_batch *b, int B, int64_t st
             aes_scale(t->dv, (size_t)B * Fv, (float)t->cfg.affinity_weight);
         }
     }
+    return aes_trainer_loss_stats(t, parts, t0, t1, c0, st);
+}
+
+double aes_trainer_loss_stats(aes_trainer *t, const double *parts, double t0, double t1, double c0,
+                              aes_step_stats *st)
+{
     st->mac = parts[0];
     st->sa = parts[1];
-    for (int a = 0; a < A; a++) st->loss_a[a] = parts[2 + a];
+    for (int a = 0; a < t->A; a++) st->loss_a[a] = parts[2 + a];
     st->loss = parts[0] + t->cfg.affinity_weight * parts[1];
     st->t_forward = t1 - t0;
     st->t_loss = aes_now() - t1;
-    st->t_comm = d->comm_seconds - c0;
+    st->t_comm = t->dist.comm_seconds - c0;
     return st->loss;
 }
 

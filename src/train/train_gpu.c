@@ -121,7 +121,8 @@ static int mpi_cuda_aware(void)
 static void pin(struct aes_trainer_gpu *G, void *p, size_t bytes)
 {
     if (!p || !bytes || G->n_pinned == (int)(sizeof G->pinned / sizeof G->pinned[0])) return;
-    if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess) G->pinned[G->n_pinned++] = p;
+    if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess)
+        G->pinned[G->n_pinned++] = p;
     else cudaGetLastError(); /* unpinned still works, only slower */
 }
 
@@ -196,7 +197,8 @@ void aes_train_gpu_init(aes_trainer *t)
         G->cuda_aware = mpi_cuda_aware();
         if (G->cuda_aware) {
             /* the largest collective: [W, A, B, D] floats, or the hashes */
-            const size_t a = f * A * Bg * D, b = sizeof(uint64_t) * A * Bg, c = f * Bg * (Fv > Fr ? Fv : Fr);
+            const size_t a = f * A * Bg * D, b = sizeof(uint64_t) * A * Bg;
+            const size_t c = f * Bg * (Fv > Fr ? Fv : Fr);
             G->dstage_bytes = a > b ? (a > c ? a : c) : (b > c ? b : c);
             G->dstage = dmalloc(G->dstage_bytes, "collective staging");
         } else {
@@ -204,8 +206,9 @@ void aes_train_gpu_init(aes_trainer *t)
             pin(G, t->x_all, f * A * Bg * D), pin(G, t->y_all, f * A * Bg * D);
             pin(G, t->dx_all, f * A * Bg * D), pin(G, t->dy_all, f * A * Bg * D);
             pin(G, t->dx, f * A * B * D), pin(G, t->dy, f * A * B * D);
-            pin(G, t->vl, f * B * Fv), pin(G, t->v_all, f * Bg * Fv), pin(G, t->dv_all, f * Bg * Fv);
-            pin(G, t->dv, f * B * Fv), pin(G, t->ref_all, f * Bg * Fr), pin(G, t->vrefl, f * B * Fv);
+            pin(G, t->vl, f * B * Fv), pin(G, t->v_all, f * Bg * Fv);
+            pin(G, t->dv_all, f * Bg * Fv), pin(G, t->dv, f * B * Fv);
+            pin(G, t->ref_all, f * Bg * Fr), pin(G, t->vrefl, f * B * Fv);
             pin(G, m->P.grad, f * m->P.n_trainable);
         }
     }
@@ -242,22 +245,36 @@ void aes_train_gpu_free(aes_trainer *t)
     t->gpu = NULL;
 }
 
-/* [W][A][B][C] (rank-major, as MPI gathers) <-> [A][W*B][C] (the layout of
- * the gathered buffers), one strided copy per rank. */
-static void rank_major_to_rows(void *dst, const void *src, int W, int A, int B, int C, size_t elem)
+/* Between [W][A][B][C] (rank-major, as MPI gathers and scatters) and
+ * [A][W*B][C] (the layout of the gathered buffers): one strided copy per
+ * rank, in the direction to_rows says. */
+static void relayout(void *dst, const void *src, int W, int A, int B, int C, size_t elem,
+                     int to_rows)
 {
-    const size_t row = (size_t)B * C * elem;
-    for (int r = 0; r < W; r++)
-        CUDA_RT(cudaMemcpy2DAsync((char *)dst + r * row, row * W, (const char *)src + r * row * A, row,
-                                  row, A, cudaMemcpyDeviceToDevice, (cudaStream_t)aes_gpu_current()->stream));
+    const size_t row = (size_t)B * C * elem; /* a rank's rows of one attribute */
+    const cudaStream_t sm = (cudaStream_t)aes_gpu_current()->stream;
+    for (int r = 0; r < W; r++) {
+        const size_t rows_at = r * row, major_at = r * row * A;
+        if (to_rows)
+            CUDA_RT(cudaMemcpy2DAsync((char *)dst + rows_at, row * W, (const char *)src + major_at,
+                                      row, row, A, cudaMemcpyDeviceToDevice, sm));
+        else
+            CUDA_RT(cudaMemcpy2DAsync((char *)dst + major_at, row, (const char *)src + rows_at,
+                                      row * W, row, A, cudaMemcpyDeviceToDevice, sm));
+    }
 }
 
-static void rows_to_rank_major(void *dst, const void *src, int W, int A, int B, int C, size_t elem)
+/* Host rows (from the loader) into the global device buffer. */
+static void gather_host(aes_trainer *t, const void *hlocal, void *hglobal, void *dglobal, int A,
+                        int B, int C, size_t elem)
 {
-    const size_t row = (size_t)B * C * elem;
-    for (int r = 0; r < W; r++)
-        CUDA_RT(cudaMemcpy2DAsync((char *)dst + r * row * A, row, (const char *)src + r * row, row * W,
-                                  row, A, cudaMemcpyDeviceToDevice, (cudaStream_t)aes_gpu_current()->stream));
+    const size_t per = (size_t)A * B * C * elem;
+    if (t->dist.world == 1) {
+        aes_gpu_upload(dglobal, hlocal, per);
+        return;
+    }
+    aes_dist_allgather_rows(&t->dist, hlocal, hglobal, A, B, C, elem);
+    aes_gpu_upload(dglobal, hglobal, per * t->dist.world);
 }
 
 /* Gather this rank's rows into the global buffer: a copy on one rank,
@@ -275,27 +292,14 @@ static void gather(aes_trainer *t, const void *dlocal, void *hlocal, void *hglob
     if (G->cuda_aware) {
         const double t0 = aes_now();
         aes_gpu_sync(&G->g); /* dlocal complete before MPI reads it */
-        AES_MPI_CHECK(MPI_Allgather(dlocal, (int)per, MPI_BYTE, G->dstage, (int)per, MPI_BYTE, t->dist.comm));
-        rank_major_to_rows(dglobal, G->dstage, t->dist.world, A, B, C, elem);
+        AES_MPI_CHECK(MPI_Allgather(dlocal, (int)per, MPI_BYTE, G->dstage, (int)per, MPI_BYTE,
+                                    t->dist.comm));
+        relayout(dglobal, G->dstage, t->dist.world, A, B, C, elem, 1);
         t->dist.comm_seconds += aes_now() - t0;
         return;
     }
     aes_gpu_download(hlocal, dlocal, per);
-    aes_dist_allgather_rows(&t->dist, hlocal, hglobal, A, B, C, elem);
-    aes_gpu_upload(dglobal, hglobal, per * t->dist.world);
-}
-
-/* Host rows (from the loader) into the global device buffer. */
-static void gather_host(aes_trainer *t, const void *hlocal, void *hglobal, void *dglobal, int A,
-                        int B, int C, size_t elem)
-{
-    const size_t per = (size_t)A * B * C * elem;
-    if (t->dist.world == 1) {
-        aes_gpu_upload(dglobal, hlocal, per);
-        return;
-    }
-    aes_dist_allgather_rows(&t->dist, hlocal, hglobal, A, B, C, elem);
-    aes_gpu_upload(dglobal, hglobal, per * t->dist.world);
+    gather_host(t, hlocal, hglobal, dglobal, A, B, C, elem);
 }
 
 static void scatter(aes_trainer *t, const float *dglobal, float *hglobal, float *hlocal,
@@ -309,10 +313,10 @@ static void scatter(aes_trainer *t, const float *dglobal, float *hglobal, float 
     struct aes_trainer_gpu *G = t->gpu;
     if (G->cuda_aware) {
         const double t0 = aes_now();
-        rows_to_rank_major(G->dstage, dglobal, t->dist.world, A, B, C, sizeof(float));
+        relayout(G->dstage, dglobal, t->dist.world, A, B, C, sizeof(float), 0);
         aes_gpu_sync(&G->g);
-        AES_MPI_CHECK(MPI_Reduce_scatter_block(G->dstage, dlocal, (int)(per / sizeof(float)), MPI_FLOAT,
-                                        MPI_SUM, t->dist.comm));
+        AES_MPI_CHECK(MPI_Reduce_scatter_block(G->dstage, dlocal, (int)(per / sizeof(float)),
+                                               MPI_FLOAT, MPI_SUM, t->dist.comm));
         t->dist.comm_seconds += aes_now() - t0;
         return;
     }
@@ -396,14 +400,7 @@ double aes_train_gpu_forward_loss(aes_trainer *t, const aes_batch *b, int B, int
         }
         /* d/dlogscale: every rank's share adds up in the gradient all-reduce */
     }
-    st->mac = parts[0];
-    st->sa = parts[1];
-    for (int a = 0; a < A; a++) st->loss_a[a] = parts[2 + a];
-    st->loss = parts[0] + t->cfg.affinity_weight * parts[1];
-    st->t_forward = t1 - t0;
-    st->t_loss = aes_now() - t1;
-    st->t_comm = d->comm_seconds - c0;
-    return st->loss;
+    return aes_trainer_loss_stats(t, parts, t0, t1, c0, st);
 }
 
 void aes_train_gpu_backward_update(aes_trainer *t, const aes_batch *b, aes_step_stats *st)

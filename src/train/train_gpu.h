@@ -27,6 +27,10 @@ void aes_train_gpu_to_host(aes_trainer *t);
  * loss and gradient norm are in st, alike on every rank (1: update; a
  * run of non-finite steps ends training); */
 int aes_trainer_decide(aes_trainer *t, aes_step_stats *st);
+/* the step statistics from the loss shares summed over ranks (parts: MAC,
+ * SA, then per attribute) and the phase clocks, returning the loss; */
+double aes_trainer_loss_stats(aes_trainer *t, const double *parts, double t0, double t1, double c0,
+                              aes_step_stats *st);
 /* and rows [i0, i0 + n) of a batch through the model. */
 void aes_trainer_micro_forward(aes_trainer *t, const aes_batch *b, int B, int i0, int n,
                                int64_t step);
