@@ -38,13 +38,19 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 /* ---- conv2d: inp [N, C, H, W], w [OC, C, KH, KW], b [OC] or NULL,
  * out [N, OC, OH, OW] with OH = (H + 2*pad - KH) / stride + 1 (same for W).
  * col: scratch of conv2d_scratch_floats(...) floats. */
-size_t conv2d_scratch_floats(int C, int H, int W, int KH, int KW, int stride, int pad);
+size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride,
+                             int pad);
 void conv2d_forward(float *out, float *col, const float *inp, const float *w, const float *b,
                     int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
 /* dinp may be NULL (the first layer's input). */
 void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float *dout,
                      const float *inp, const float *w, int N, int C, int H, int W, int OC, int KH,
                      int KW, int stride, int pad);
+/* 0 (the default, unless the environment sets AESNET_CONV=implicit):
+ * im2col + BLAS for every conv; 1: the AVX-512 implicit GEMM where the
+ * CPU has it (src/nn/conv.c says for which parts). Returns whether the
+ * implicit GEMM was in use. */
+int conv2d_set_implicit(int on);
 
 /* ---- batch norm over [N, C, HW] (HW = 1 after a linear layer).
  * train = 1: normalise with the batch statistics (reduced over ranks by

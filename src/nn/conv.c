@@ -53,6 +53,7 @@
  */
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aesnet/core.h"
@@ -98,10 +99,59 @@ static size_t col_floats(const conv_shape *s)
  * conv, which reads its input directly (col may then be NULL). The thread
  * count is the one at the time of this call, so size the scratch under
  * the same OpenMP setting as the forward/backward calls that use it. */
-size_t conv2d_scratch_floats(int C, int H, int W, int KH, int KW, int stride, int pad)
+/* ---- which path --------------------------------------------------------
+ *
+ * im2col + OpenBLAS unless AESNET_CONV=implicit is set (or a test or
+ * benchmark calls conv2d_set_implicit): the implicit GEMM was faster
+ * than im2col + OpenBLAS in one series of bench_conv runs on this
+ * 2-core machine and slower in a later one (top of conv_x86.c), so it is
+ * not yet the default. With it, on CPUs with AVX-512 (conv_x86.c, figures at the top of this file):
+ * the forward of stride-1 and stride-2 convs; the input gradient of
+ * stride-1 square convs with pad < KH, which is a stride-1 conv itself;
+ * the weight gradient of convs larger than 1x1 with stride 1 or 2. The
+ * rest stays on
+ * im2col + OpenBLAS: the input gradient of strided convs, and the weight
+ * gradient of 1x1 convs, where OpenBLAS reads the input directly and was
+ * faster than our transposing packs. */
+static int implicit_mode = -1; /* -1: not yet read from AESNET_CONV */
+
+static int ig_on(void)
 {
-    conv_shape s = conv_shape_of(1, C, H, W, 1, KH, KW, stride, pad);
-    return (size_t)omp_get_max_threads() * col_floats(&s);
+    if (implicit_mode < 0) {
+        const char *e = getenv("AESNET_CONV");
+        implicit_mode = e && strcmp(e, "implicit") == 0;
+    }
+    return implicit_mode && conv_ig_available();
+}
+
+int conv2d_set_implicit(int on)
+{
+    const int was = ig_on();
+    implicit_mode = on != 0;
+    return was;
+}
+
+static int ig_forward(const conv_shape *s) { return s->stride == 1 && ig_on(); }
+
+static int ig_dinp(const conv_shape *s)
+{
+    return s->stride == 1 && s->KH == s->KW && s->pad < s->KH && ig_on();
+}
+
+static int ig_wgrad(const conv_shape *s) { return s->KH * s->KW > 1 && s->stride == 1 && ig_on(); }
+
+size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
+{
+    conv_shape s = conv_shape_of(1, C, H, W, OC, KH, KW, stride, pad);
+    const size_t T = (size_t)omp_get_max_threads();
+    size_t need = T * col_floats(&s), x;
+    if (!conv_ig_available()) return need;
+    x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats();
+    if (x > need) need = x;
+    x = conv_ig_packed_floats(C, OC * KH * KW) + T * conv_ig_thread_floats();
+    if (x > need) need = x;
+    x = conv_ig_wgrad_floats(OC, C, KH, KW);
+    return x > need ? x : need;
 }
 
 /* Output columns ow whose input column ow*stride - pad + kw lies inside
@@ -286,6 +336,12 @@ void conv2d_forward(float *out, float *col, const float *inp, const float *w, co
 {
     const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     const size_t per = col_floats(&s);
+    if (ig_forward(&s)) {
+        conv_ig_pack(col, w, OC, s.CKK);
+        conv_ig_run(out, col + conv_ig_packed_floats(OC, s.CKK), inp, col, b, 0, N, C, H, W, OC,
+                    KH, KW, stride, pad);
+        return;
+    }
     if (!use_sample_parallel(N)) {
         for (int n = 0; n < N; n++) forward_sample(out, col, inp, w, b, &s, n);
         return;
@@ -345,21 +401,24 @@ static void db_add(float *db, const float *dout, const conv_shape *s)
     }
 }
 
-void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float *dout,
-                     const float *inp, const float *w, int N, int C, int H, int W, int OC, int KH,
-                     int KW, int stride, int pad)
+/* dw += the weight gradient when dw is not NULL, and dinp += the input
+ * gradient through col2im when dinp is not NULL, on OpenBLAS. */
+static void weight_grad(float *dw, float *dinp, float *col, const float *dout, const float *inp,
+                        const float *w, const conv_shape *sp)
 {
-    const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
-    const size_t per = col_floats(&s), in_per = (size_t)C * H * W, out_per = (size_t)OC * s.P;
-    if (db) db_add(db, dout, &s);
+    const conv_shape s = *sp;
+    const int N = s.N, OC = s.OC;
+    const size_t per = col_floats(&s), in_per = (size_t)s.C * s.H * s.W, out_per = (size_t)OC * s.P;
 
     if (!use_sample_parallel(N)) {
         for (int n = 0; n < N; n++) {
             for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
                 const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
                 int ld;
-                const float *cb = col_block(col, inp + n * in_per, &s, oh0, oh1, &ld);
-                dw_add(dw, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, OC, 0, s.CKK);
+                if (dw) {
+                    const float *cb = col_block(col, inp + n * in_per, &s, oh0, oh1, &ld);
+                    dw_add(dw, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, OC, 0, s.CKK);
+                }
                 if (dinp) dinp_add(dinp, col, dout, w, &s, n, oh0, oh1);
             }
         }
@@ -388,9 +447,9 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
             for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
                 const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
                 int ld = 0;
-                if (n < N && !s.direct) col_block(buf, inp + n * in_per, &s, oh0, oh1, &ld);
+                if (dw && n < N && !s.direct) col_block(buf, inp + n * in_per, &s, oh0, oh1, &ld);
 #pragma omp barrier
-                for (int k = 0; k < G; k++) {
+                for (int k = 0; k < G && dw; k++) {
                     const float *ck = s.direct ? inp + (g + k) * in_per + (size_t)oh0 * s.OW
                                                : col + (size_t)k * per;
                     const int ldk = s.direct ? s.P : (oh1 - oh0) * s.OW;
@@ -402,4 +461,21 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
         }
     }
     aes_blas_serial_end(saved);
+}
+
+void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float *dout,
+                     const float *inp, const float *w, int N, int C, int H, int W, int OC, int KH,
+                     int KW, int stride, int pad)
+{
+    const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
+    if (db) db_add(db, dout, &s);
+    const int own_dw = ig_wgrad(&s), own_dinp = dinp && ig_dinp(&s);
+    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
+    if (!own_dw || (dinp && !own_dinp))
+        weight_grad(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
+    if (own_dinp) {
+        conv_ig_pack_flipped(col, w, OC, C, KH, KW);
+        conv_ig_run(dinp, col + conv_ig_packed_floats(C, OC * KH * KW), dout, col, NULL, 1, N,
+                    OC, s.OH, s.OW, C, KH, KW, 1, KH - 1 - pad);
+    }
 }

@@ -68,7 +68,16 @@ def run(kind, fusion, steps=10):
     mac, sa, total, per_attr, v, vr = losses(model, f, f["partner/step0"][:], attrs, images, tok, mask, hid, weights, lam, tau)
     got = f["loss/mac_sa_total"][:]
     check(abs(got[0] - mac.item()) <= 1e-5 * abs(mac.item()), f"{kind}: MAC loss {got[0]} vs {mac.item()}")
-    check(abs(got[1] - sa.item()) <= 1e-4 * abs(sa.item()) + 1e-9, f"{kind}: affinity loss {got[1]} vs {sa.item()}")
+    sa_tol = 1e-4 * abs(sa.item()) + 1e-9
+    if steps == 1:
+        # ResNet-50 at initialisation (see below): the affinity loss is a
+        # small difference of nearly equal similarities; allow 4 times
+        # PyTorch's own float32 error on it.
+        p32, b32 = load_params(f["param"], torch.float32)
+        _, sa32, _, _, _, _ = losses(AesNetTorch(p32, b32, fusion), f, f["partner/step0"][:], attrs, images.float(),
+                                     tok, mask, hid, weights, lam, tau)
+        sa_tol = max(sa_tol, 4 * abs(sa32.item() - sa.item()))
+    check(abs(got[1] - sa.item()) <= sa_tol, f"{kind}: affinity loss {got[1]} vs {sa.item()}")
     check(abs(got[2] - total.item()) <= 1e-5 * abs(total.item()), f"{kind}: total loss {got[2]} vs {total.item()}")
     for a in range(3):
         ltol = 1e-4 if steps == 1 else 1e-5  # ResNet-50: see below
@@ -132,10 +141,21 @@ def run(kind, fusion, steps=10):
         _, _, tl, _, _, _ = losses(model, f, f[f"partner/step{s}"][:], attrs, images, tok, mask, hid, weights, lam, tau)
         check(abs(f["train/loss"][s] - tl.item()) <= 1e-5 * abs(tl.item()), f"{kind}/{fusion}: loss at step {s}: {f['train/loss'][s]} vs {tl.item()}")
         tl.backward()
+        # After a few steps small-batch batch norm can make the gradient
+        # ill-conditioned: float32 rounding in a different order (another
+        # thread count, the implicit-GEMM convolutions against im2col +
+        # OpenBLAS) then moves some tensors by up to percents at the same
+        # parameters. A tensor off by more than 1e-4 must then be within 4
+        # times PyTorch's own float32 error on it, at the same parameters.
+        g32 = None
         for n, t in model.p.items():
             e = rel(f[f"step{s}/grad/{n}"][:], t.grad.numpy())
             worst_g = max(worst_g, (e, f"{n} at step {s}"))
-            check(e <= 1e-4, f"{kind}/{fusion}: gradient of {n} at step {s}: {e:.2e}")
+            if e > 1e-4 and g32 is None:
+                g32 = step_grad32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau)
+            e32 = rel(g32[n], t.grad.numpy()) if e > 1e-4 else 0.0
+            check(e <= max(1e-4, 4 * e32), f"{kind}/{fusion}: gradient of {n} at step {s}: {e:.2e} "
+                  f"(PyTorch float32: {e32:.2e})")
         for n, t in opt_p.items():
             t.grad = torch.tensor(f[f"step{s}/grad/{n}"][:].astype(np.float64))
         for g in opt.param_groups:
@@ -155,6 +175,18 @@ def run(kind, fusion, steps=10):
         check(e <= 1e-4, f"{kind}/{fusion}: running statistics {n}: {e:.2e}")
     print(f"{kind}/{fusion}: 10 steps: worst gradient error {worst_g[0]:.2e} ({worst_g[1]}), "
           f"worst parameter error {worst_p[0]:.2e} ({worst_p[1]}); loss {f['train/loss'][0]:.4f} -> {f['train/loss'][9]:.4f}")
+
+
+def step_grad32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau):
+    """PyTorch's float32 gradient at aesnet's parameters of step s."""
+    p32, b32 = load_params(f["param"], torch.float32)
+    with torch.no_grad():
+        for n, t in p32.items():
+            t.copy_(torch.tensor(f[f"step{s}/param/{n}"][:].astype(np.float32)))
+    _, _, t32, _, _, _ = losses(AesNetTorch(p32, b32, fusion), f, f[f"partner/step{s}"][:], attrs, images.float(),
+                                tok, mask, hid, weights, lam, tau)
+    t32.backward()
+    return {n: t.grad.double().numpy() if t.grad is not None else np.zeros(t.shape) for n, t in p32.items()}
 
 
 def main():

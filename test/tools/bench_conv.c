@@ -9,6 +9,8 @@
  * sample-parallel path, OPENBLAS_NUM_THREADS for OpenBLAS, and
  * OPENBLAS_CORETYPE picks OpenBLAS's kernels (0.3.21 takes a Sapphire
  * Rapids for a Prescott and runs SSE3 kernels unless told SkylakeX).
+ * AESNET_CONV=implicit times the AVX-512 implicit GEMM (src/nn/conv_x86.c)
+ * for the stride-1 convs instead of im2col + OpenBLAS.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -92,7 +94,7 @@ int main(int argc, char **argv)
         float *dw = aes_calloc(nw, sizeof(float), "dw");
         float *db = aes_calloc(k->OC, sizeof(float), "db");
         float *col = aes_malloc(
-            conv2d_scratch_floats(k->C, k->H, k->W, k->K, k->K, k->stride, k->pad) * sizeof(float),
+            conv2d_scratch_floats(k->C, k->H, k->W, k->OC, k->K, k->K, k->stride, k->pad) * sizeof(float),
             "col");
         double tf = 1e30, tb = 1e30;
         for (int r = 0; r <= reps; r++) { /* the first round warms up */

@@ -178,7 +178,7 @@ static void conv_ctx_init(conv_ctx *c, const conv_case *k, uint64_t key)
     c->b = k->bias ? fvec(k->OC) : NULL;
     c->out = fvec(c->nout);
     c->r = fvec(c->nout);
-    c->col = fvec(conv2d_scratch_floats(k->C, k->H, k->W, k->KH, k->KW, k->stride, k->pad));
+    c->col = fvec(conv2d_scratch_floats(k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
     fill_normal(c->inp, c->nin, key + 1, 1.0f);
     fill_normal(c->w, c->nw, key + 2, 0.5f);
     if (c->b) fill_normal(c->b, k->OC, key + 3, 0.5f);
@@ -846,6 +846,32 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof blocked / sizeof blocked[0]; i++)
         test_conv_direct(&blocked[i], 1700 + 10 * i);
+    /* The AVX-512 implicit GEMM's edges (src/nn/conv_x86.c): output
+     * channels not a multiple of its 8-row tiles; reductions over several
+     * 256-long blocks; column panels of 48 that cross output rows and
+     * samples (7x7 and 5x5 outputs); blocks of 384 columns; few columns,
+     * where threads split the rows; weight gradients with few weights
+     * (threads split the pixels) and with many (threads split the
+     * weights); stride 2 with odd sizes and padding. Each on both paths
+     * where the CPU has AVX-512, on the im2col path only where not. */
+    const conv_case implicit[] = {
+        {"3x3 s1 p1 OC 13 K 3 blocks", 3, 70, 9, 11, 13, 3, 3, 1, 1, 1},
+        {"3x3 s1 p1 7x7 out, 40 ch", 5, 40, 7, 7, 40, 3, 3, 1, 1, 0},
+        {"3x3 s1 p1 many weights", 2, 96, 7, 7, 24, 3, 3, 1, 1, 1},
+        {"1x1 s1 20x20 3 col blocks", 3, 19, 20, 20, 21, 1, 1, 1, 0, 1},
+        {"5x5 s1 p2 odd", 2, 5, 13, 9, 9, 5, 5, 1, 2, 1},
+        {"3x3 s1 p0 N1 wide", 1, 6, 6, 61, 17, 3, 3, 1, 0, 0},
+        {"7x7 s2 p3 stem-like", 2, 3, 37, 35, 16, 7, 7, 2, 3, 0},
+        {"3x3 s2 p1 many ch", 2, 64, 15, 14, 40, 3, 3, 2, 1, 1},
+        {"1x1 s2 p0 down", 3, 32, 14, 13, 24, 1, 1, 2, 0, 0},
+        {"3x3 s2 p2 N1", 1, 9, 8, 23, 8, 3, 3, 2, 2, 1},
+    };
+    for (int path = 1; path >= 0; path--) {
+        const int was = conv2d_set_implicit(path);
+        for (size_t i = 0; i < sizeof implicit / sizeof implicit[0]; i++)
+            test_conv_direct(&implicit[i], 1800 + 10 * i);
+        conv2d_set_implicit(was);
+    }
     test_conv_repeat();
 
     test_bn_train(6, 3, 1, 11);
