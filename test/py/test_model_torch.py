@@ -73,10 +73,8 @@ def run(kind, fusion, steps=10):
         # ResNet-50 at initialisation (see below): the affinity loss is a
         # small difference of nearly equal similarities; allow 4 times
         # PyTorch's own float32 error on it.
-        p32, b32 = load_params(f["param"], torch.float32)
-        _, sa32, _, _, _, _ = losses(AesNetTorch(p32, b32, fusion), f, f["partner/step0"][:], attrs, images.float(),
-                                     tok, mask, hid, weights, lam, tau)
-        sa_tol = max(sa_tol, 4 * abs(sa32.item() - sa.item()))
+        sa32, grad32 = torch32(f, 0, fusion, attrs, images, tok, mask, hid, weights, lam, tau)
+        sa_tol = max(sa_tol, 4 * abs(sa32 - sa.item()))
     check(abs(got[1] - sa.item()) <= sa_tol, f"{kind}: affinity loss {got[1]} vs {sa.item()}")
     check(abs(got[2] - total.item()) <= 1e-5 * abs(total.item()), f"{kind}: total loss {got[2]} vs {total.item()}")
     for a in range(3):
@@ -93,13 +91,9 @@ def run(kind, fusion, steps=10):
         # them by percents, unevenly across tensors. Judge aesnet's float32
         # by PyTorch's own float32 error against float64, on the whole
         # gradient.
-        p32, b32 = load_params(f["param"], torch.float32)
-        m32 = AesNetTorch(p32, b32, fusion)
-        _, _, t32, _, _, _ = losses(m32, f, f["partner/step0"][:], attrs, images.float(), tok, mask, hid, weights, lam, tau)
-        t32.backward()
         names = list(model.p)
         g64 = np.concatenate([model.p[n].grad.numpy().ravel() for n in names])
-        g32 = np.concatenate([p32[n].grad.double().numpy().ravel() for n in names])
+        g32 = np.concatenate([grad32[n].ravel() for n in names])
         gc = np.concatenate([f["step0/grad/" + n][:].ravel() for n in names])
         e32, ec = rel(g32, g64), rel(gc, g64)
         check(ec <= 4 * e32 + 1e-5, f"{kind}: whole gradient error {ec:.2e} vs PyTorch float32's {e32:.2e}")
@@ -152,7 +146,7 @@ def run(kind, fusion, steps=10):
             e = rel(f[f"step{s}/grad/{n}"][:], t.grad.numpy())
             worst_g = max(worst_g, (e, f"{n} at step {s}"))
             if e > 1e-4 and g32 is None:
-                g32 = step_grad32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau)
+                _, g32 = torch32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau)
             e32 = rel(g32[n], t.grad.numpy()) if e > 1e-4 else 0.0
             check(e <= max(1e-4, 4 * e32), f"{kind}/{fusion}: gradient of {n} at step {s}: {e:.2e} "
                   f"(PyTorch float32: {e32:.2e})")
@@ -177,16 +171,15 @@ def run(kind, fusion, steps=10):
           f"worst parameter error {worst_p[0]:.2e} ({worst_p[1]}); loss {f['train/loss'][0]:.4f} -> {f['train/loss'][9]:.4f}")
 
 
-def step_grad32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau):
-    """PyTorch's float32 gradient at aesnet's parameters of step s."""
-    p32, b32 = load_params(f["param"], torch.float32)
-    with torch.no_grad():
-        for n, t in p32.items():
-            t.copy_(torch.tensor(f[f"step{s}/param/{n}"][:].astype(np.float32)))
-    _, _, t32, _, _, _ = losses(AesNetTorch(p32, b32, fusion), f, f[f"partner/step{s}"][:], attrs, images.float(),
-                                tok, mask, hid, weights, lam, tau)
+def torch32(f, s, fusion, attrs, images, tok, mask, hid, weights, lam, tau):
+    """PyTorch in float32 at aesnet's parameters of step s: the affinity
+    loss and the gradient of every parameter (float64 arrays by name)."""
+    p32, b32 = load_params(f[f"step{s}/param"], torch.float32)
+    _, sa32, t32, _, _, _ = losses(AesNetTorch(p32, b32, fusion), f, f[f"partner/step{s}"][:], attrs,
+                                   images.float(), tok, mask, hid, weights, lam, tau)
     t32.backward()
-    return {n: t.grad.double().numpy() if t.grad is not None else np.zeros(t.shape) for n, t in p32.items()}
+    return sa32.item(), {n: t.grad.double().numpy() if t.grad is not None else np.zeros(t.shape)
+                         for n, t in p32.items()}
 
 
 def main():
