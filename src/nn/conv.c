@@ -92,27 +92,22 @@ static size_t col_floats(const conv_shape *s)
     return s->direct ? 0 : (size_t)s->CKK * s->rows * s->OW;
 }
 
-/* One col block per OpenMP thread, as the sample-parallel path gives each
- * thread a buffer of its own: omp_get_max_threads() * C*KH*KW * rows*OW,
- * where rows*OW <= OH*OW is the block of output pixels (about 1 MB of
- * col per thread, see the top of the file). 0 for a 1x1 stride-1 unpadded
- * conv, which reads its input directly (col may then be NULL). The thread
- * count is the one at the time of this call, so size the scratch under
- * the same OpenMP setting as the forward/backward calls that use it. */
 /* ---- which path --------------------------------------------------------
  *
  * im2col + OpenBLAS unless AESNET_CONV=implicit is set (or a test or
  * benchmark calls conv2d_set_implicit): the implicit GEMM was faster
  * than im2col + OpenBLAS in one series of bench_conv runs on this
  * 2-core machine and slower in a later one (top of conv_x86.c), so it is
- * not yet the default. With it, on CPUs with AVX-512 (conv_x86.c, figures at the top of this file):
- * the forward of stride-1 and stride-2 convs; the input gradient of
- * stride-1 square convs with pad < KH, which is a stride-1 conv itself;
- * the weight gradient of convs larger than 1x1 with stride 1 or 2. The
- * rest stays on
- * im2col + OpenBLAS: the input gradient of strided convs, and the weight
- * gradient of 1x1 convs, where OpenBLAS reads the input directly and was
- * faster than our transposing packs. */
+ * not yet the default. With it, on CPUs with AVX-512, stride-1 convs
+ * only: the forward; the input gradient of square convs with pad < KH,
+ * which is a stride-1 conv itself; the weight gradient of convs larger
+ * than 1x1. The rest stays on im2col + OpenBLAS: strided convs (the
+ * stem, the downsampling convs: a stride-2 packing with masked loads and
+ * a permutation was measured slower than im2col_s2 + OpenBLAS on the
+ * stem, 34 against 28 ms forward and backward), and the weight gradient
+ * of 1x1 convs, where OpenBLAS reads the input directly and was faster
+ * than our transposing packs (12-13 against 8-9 ms on the 56x56 1x1
+ * shapes of bench_conv). */
 static int implicit_mode = -1; /* -1: not yet read from AESNET_CONV */
 
 static int ig_on(void)
@@ -140,6 +135,16 @@ static int ig_dinp(const conv_shape *s)
 
 static int ig_wgrad(const conv_shape *s) { return s->KH * s->KW > 1 && s->stride == 1 && ig_on(); }
 
+/* One col block per OpenMP thread, as the sample-parallel path gives each
+ * thread a buffer of its own: omp_get_max_threads() * C*KH*KW * rows*OW,
+ * where rows*OW <= OH*OW is the block of output pixels (about 1 MB of
+ * col per thread, see the top of the file). 0 for a 1x1 stride-1 unpadded
+ * conv, which reads its input directly (col may then be NULL). The thread
+ * count is the one at the time of this call, so size the scratch under
+ * the same OpenMP setting as the forward/backward calls that use it.
+ * Where the CPU has AVX-512, also room for the implicit GEMM's packed
+ * weights and buffers, whichever path is on (conv2d_set_implicit may
+ * switch later). */
 size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
     conv_shape s = conv_shape_of(1, C, H, W, OC, KH, KW, stride, pad);
@@ -339,7 +344,7 @@ void conv2d_forward(float *out, float *col, const float *inp, const float *w, co
     if (ig_forward(&s)) {
         conv_ig_pack(col, w, OC, s.CKK);
         conv_ig_run(out, col + conv_ig_packed_floats(OC, s.CKK), inp, col, b, 0, N, C, H, W, OC,
-                    KH, KW, stride, pad);
+                    KH, KW, pad);
         return;
     }
     if (!use_sample_parallel(N)) {
@@ -403,7 +408,7 @@ static void db_add(float *db, const float *dout, const conv_shape *s)
 
 /* dw += the weight gradient when dw is not NULL, and dinp += the input
  * gradient through col2im when dinp is not NULL, on OpenBLAS. */
-static void weight_grad(float *dw, float *dinp, float *col, const float *dout, const float *inp,
+static void blas_backward(float *dw, float *dinp, float *col, const float *dout, const float *inp,
                         const float *w, const conv_shape *sp)
 {
     const conv_shape s = *sp;
@@ -470,12 +475,12 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
     const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     if (db) db_add(db, dout, &s);
     const int own_dw = ig_wgrad(&s), own_dinp = dinp && ig_dinp(&s);
-    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
+    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, pad);
     if (!own_dw || (dinp && !own_dinp))
-        weight_grad(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
+        blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
     if (own_dinp) {
         conv_ig_pack_flipped(col, w, OC, C, KH, KW);
         conv_ig_run(dinp, col + conv_ig_packed_floats(C, OC * KH * KW), dout, col, NULL, 1, N,
-                    OC, s.OH, s.OW, C, KH, KW, 1, KH - 1 - pad);
+                    OC, s.OH, s.OW, C, KH, KW, KH - 1 - pad);
     }
 }

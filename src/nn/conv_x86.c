@@ -49,7 +49,6 @@
  * padding), so a k row of the panel costs 3 stores and a few loads.
  */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
@@ -196,27 +195,26 @@ void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int 
     pack_a(ap, w, C, OC * KH * KW, at_flipped, dims);
 }
 
+/* A stride-1 conv: x[N, C, H, W] to out[N, M, OH, OW]; K = C*KH*KW, P =
+ * OH*OW, Mp = M rounded up to the packing's row tile. */
 typedef struct {
-    int N, C, H, W, M, KH, KW, st, pad, OH, OW, P, K, Mp;
+    int N, C, H, W, M, KH, KW, pad, OH, OW, P, K, Mp;
 } geom;
 
-static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int st, int pad, int mr)
+static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int pad, int mr)
 {
-    geom g = {N, C, H, W, M, KH, KW, st, pad, 0, 0, 0, 0, 0};
-    g.OH = (H + 2 * pad - KH) / st + 1;
-    g.OW = (W + 2 * pad - KW) / st + 1;
+    geom g = {N, C, H, W, M, KH, KW, pad, 0, 0, 0, 0, 0};
+    g.OH = H + 2 * pad - KH + 1;
+    g.OW = W + 2 * pad - KW + 1;
     g.P = g.OH * g.OW;
     g.K = C * KH * KW;
     g.Mp = round_up(M, mr);
     return g;
 }
 
-/* ceil(a / b) for b > 0 and any a. */
-static int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
-
 /* A run: lanes [lo, hi) of one 16-lane vector of a panel are output
  * columns ow0 + (lane - lo) of output row oh of sample n; lane l reads
- * x[base + off + st*l] for the k row at offset off. */
+ * x[base + off + l] for the k row at offset off. */
 typedef struct {
     int lo, hi, n, oh, ow0;
     ptrdiff_t base; /* x offset read by lane 0 at c = kh = kw = 0 */
@@ -245,41 +243,30 @@ static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
             }
             run *r = &pm->runs[v][pm->nruns[v]++];
             r->lo = l, r->hi = l + 1, r->n = n, r->oh = oh, r->ow0 = ow;
-            r->base = (ptrdiff_t)n * g->C * g->H * g->W + (ptrdiff_t)(oh * g->st - g->pad) * g->W +
-                      (ow * g->st - g->pad) - (ptrdiff_t)g->st * l;
+            r->base = (ptrdiff_t)n * g->C * g->H * g->W + (ptrdiff_t)(oh - g->pad) * g->W +
+                      (ow - g->pad) - l;
         }
     }
 }
 
 
-/* Bits [a, b) of 32 (clamped). */
-static uint32_t bit_range(int a, int b)
-{
-    if (a < 0) a = 0;
-    if (b > 32) b = 32;
-    if (a >= b) return 0;
-    const uint32_t hi = b == 32 ? 0xffffffffu : ((uint32_t)1 << b) - 1;
-    return hi & ~(((uint32_t)1 << a) - 1);
-}
-
 /* The 16 lanes of vector v of a panel at row k = (c, kh, kw), off the
  * offset of (c, kh, kw) in x: one masked load per run, the mask dropping
- * the lanes that fall in the padding. The geometry keeps a stride for
- * clarity of the index arithmetic; only stride 1 is packed (conv.c). */
+ * the lanes that fall in the padding. */
 TARGET static inline __m512 pack_vec(const float *x, const geom *g, const panel_map *pm, int v,
                                      ptrdiff_t off, int kh, int kw)
 {
     __m512 val = _mm512_setzero_ps();
     for (int q = 0; q < pm->nruns[v]; q++) {
         const run *r = &pm->runs[v][q];
-        const int ih = r->oh * g->st - g->pad + kh;
+        const int ih = r->oh - g->pad + kh;
         if (ih < 0 || ih >= g->H) continue;
-        /* lane l reads input column (ow0 + l - lo)*st - pad + kw */
-        const int l0 = r->lo - r->ow0 + ceil_div(g->pad - kw, g->st);
-        const int l1 = r->lo - r->ow0 + ceil_div(g->W + g->pad - kw, g->st);
-        const int a = l0 > r->lo ? l0 : r->lo, b = l1 < r->hi ? l1 : r->hi;
+        /* lane l reads input column ow0 + l - lo - pad + kw */
+        const int l0 = r->lo - r->ow0 + g->pad - kw;
+        const int a = l0 > r->lo ? l0 : r->lo, b = l0 + g->W < r->hi ? l0 + g->W : r->hi;
         if (a >= b) continue;
-        val = _mm512_mask_loadu_ps(val, (__mmask16)bit_range(a, b), x + r->base + off);
+        const __mmask16 m = (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
+        val = _mm512_mask_loadu_ps(val, m, x + r->base + off);
     }
     return val;
 }
@@ -365,11 +352,9 @@ static void run_block(float *out, float *buf, const float *x, const float *ap, c
 }
 
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
-                 int pad)
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad)
 {
-    AES_CHECK(stride == 1);
-    const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
+    const geom g = geom_of(N, C, H, W, M, KH, KW, pad, MR);
     const long cols = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads(), mpanels = g.Mp / MR;
     /* A grid of tm x tn threads, tm splitting the rows of out and tn its
@@ -543,28 +528,35 @@ static void wgrad_block(float *dw, float *buf, const float *dy, const float *x, 
     }
 }
 
-size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW)
+/* Threads: each its own range of weight columns when there are enough
+ * panels to share; otherwise (few weights: 3x3 convs of up to 128
+ * channels at 2 threads) each its own range of pixels into a private dw
+ * that is then added to dw in thread order. Either way the sums repeat
+ * bit for bit on the same thread count. */
+static int wgrad_by_pixels(int K, int T) { return T > 1 && (K + NR - 1) / NR < 8 * T; }
+
+/* One thread's buffers: packed dy (rows rounded to 16), the B block, a
+ * tile. */
+static size_t wgrad_thread_floats(int OC)
 {
-    const size_t T = (size_t)omp_get_max_threads();
-    const size_t per = (size_t)round_up(OC, 16) * KCW + (size_t)KCW * NC + (size_t)MR * NR;
-    return T * per + (T > 1 ? T * (size_t)OC * C * KH * KW : 0);
+    return (size_t)round_up(OC, 16) * KCW + (size_t)KCW * NC + (size_t)MR * NR;
 }
 
-/* Threads: each its own range of weight columns when there are enough
- * panels to share; otherwise (few weights: the stem, the 64-channel
- * layers) each its own range of pixels into a private dw that is then
- * added to dw in thread order. Either way the sums repeat bit for bit on
- * the same thread count. */
-void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int stride, int pad)
+size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW)
 {
-    AES_CHECK(stride == 1);
-    const geom g = geom_of(N, C, H, W, OC, KH, KW, stride, pad, 16);
+    const int T = omp_get_max_threads(), K = C * KH * KW;
+    const size_t priv = wgrad_by_pixels(K, T) ? (size_t)T * OC * K : 0;
+    return (size_t)T * wgrad_thread_floats(OC) + priv;
+}
+
+void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
+                         int H, int W, int OC, int KH, int KW, int pad)
+{
+    const geom g = geom_of(N, C, H, W, OC, KH, KW, pad, 16);
     const long nq = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
-    const size_t per = (size_t)g.Mp * KCW + (size_t)KCW * NC + (size_t)MR * NR;
-    const int panels = (g.K + NR - 1) / NR;
-    const int by_pixels = T > 1 && panels < 8 * T;
+    const size_t per = wgrad_thread_floats(OC);
+    const int panels = (g.K + NR - 1) / NR, by_pixels = wgrad_by_pixels(g.K, T);
     float *priv = scratch + (size_t)T * per;
     const size_t nw = (size_t)OC * g.K;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -597,10 +589,9 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW) { return 0 * OC * C * KH * KW; }
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int stride, int pad)
+                         int H, int W, int OC, int KH, int KW, int pad)
 {
-    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && stride &&
-              pad);
+    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && pad);
 }
 
 int conv_ig_available(void) { return 0; }
@@ -610,11 +601,10 @@ void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int 
     AES_CHECK(0 && ap && w && OC && C && KH && KW);
 }
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
-                 int pad)
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad)
 {
     AES_CHECK(0 && out && scratch && x && ap && bias && accumulate && N && C && H && W && M &&
-              KH && KW && stride && pad);
+              KH && KW && pad);
 }
 
 #endif

@@ -852,8 +852,9 @@ int main(void)
      * samples (7x7 and 5x5 outputs); blocks of 384 columns; few columns,
      * where threads split the rows; weight gradients with few weights
      * (threads split the pixels) and with many (threads split the
-     * weights); stride 2 with odd sizes and padding. Each on both paths
-     * where the CPU has AVX-512, on the im2col path only where not. */
+     * weights); and strided convs, which must stay on im2col + OpenBLAS
+     * with the implicit GEMM switched on. Each on both settings where the
+     * CPU has AVX-512, on the im2col path only where not. */
     const conv_case implicit[] = {
         {"3x3 s1 p1 OC 13 K 3 blocks", 3, 70, 9, 11, 13, 3, 3, 1, 1, 1},
         {"3x3 s1 p1 7x7 out, 40 ch", 5, 40, 7, 7, 40, 3, 3, 1, 1, 0},
