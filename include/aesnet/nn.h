@@ -51,6 +51,10 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
  * CPU has it (src/nn/conv.c says for which parts). Returns whether the
  * implicit GEMM was in use. */
 int conv2d_set_implicit(int on);
+/* Which path the convs take, in words (for --version and run logs). Reads
+ * AESNET_CONV on first use; a value other than implicit or im2col is a
+ * user error. */
+const char *conv2d_path(void);
 
 /* ---- batch norm over [N, C, HW] (HW = 1 after a linear layer).
  * train = 1: normalise with the batch statistics (reduced over ranks by

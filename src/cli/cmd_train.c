@@ -96,6 +96,8 @@ int cmd_train(int argc, char **argv)
                        ct ? ": unset OPENBLAS_CORETYPE or pick another core type" : "");
     }
 
+    conv2d_path(); /* a bad AESNET_CONV stops here, before anything is written */
+
     aes_config want;
     cli_load_config(&want, cfg_path, sets, nsets);
     aes_config_validate(&want);

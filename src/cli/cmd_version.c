@@ -39,6 +39,7 @@ int cmd_version(void)
            LIBCONFIG_VER_REVISION);
     printf("BLAS:      OpenBLAS %s (%s; kernels in use: %s)\n", AESNET_BUILT_BLAS_VERSION,
            openblas_get_config(), aes_blas_core());
+    printf("conv:      %s\n", conv2d_path());
     printf("CUDA:      %s (built: %s, toolkit %s)\n", cuda, AESNET_BUILD_CUDA,
            AESNET_BUILT_CUDA_VERSION);
     printf("images:    libjpeg-turbo (JPEG lib %d), libpng %s; JSON: jansson %s\n",

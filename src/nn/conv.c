@@ -1,5 +1,7 @@
 /*
- * conv2d: the CPU fp32 reference convolution, as im2col + sgemm.
+ * conv2d: the CPU fp32 convolution, as im2col + sgemm; on CPUs with
+ * AVX-512 the stride-1 convs larger than 1x1 go to the implicit GEMM of
+ * conv_x86.c instead ("which path" below).
  *
  * Per sample n, with CKK = C*KH*KW and P = OH*OW:
  *   col[CKK, P]   = im2col(inp[n])          (1x1, stride 1, pad 0: inp[n] itself)
@@ -43,13 +45,16 @@
  * parallel region, so it is lowered to 1 before the region opens and
  * restored after it closes, never from inside one.
  *
- * The weight gradient sums over samples. To keep that sum free of atomics
- * and of per-thread copies of dw, backward works in groups of T samples
- * (T threads): every thread builds its sample's col block, then after a
- * barrier the threads split dw into T disjoint blocks and each adds the
- * group's T products into its own block, in sample order. The order of the
- * additions into every dw entry is fixed by N, T and the shape alone, so a
- * run on the same thread count repeats bit for bit.
+ * The weight gradient sums over samples. To keep that sum free of atomics,
+ * each thread adds its own samples' products into a private copy of dw,
+ * and the copies are added to dw in thread order at the end
+ * (blas_backward_private), when the T copies are small (dw_private: every
+ * ResNet-50 conv at 2 threads). Otherwise backward works in groups of T
+ * samples (T threads): every thread builds its sample's col block, then
+ * after a barrier the threads split dw into T disjoint blocks and each
+ * adds the group's T products into its own block, in sample order. Either
+ * way the order of the additions into every dw entry is fixed by N, T and
+ * the shape alone, so a run on the same thread count repeats bit for bit.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -92,29 +97,54 @@ static size_t col_floats(const conv_shape *s)
     return s->direct ? 0 : (size_t)s->CKK * s->rows * s->OW;
 }
 
+/* Whether the sample-parallel backward gives every thread a private dw
+ * (blas_backward_private) rather than a block of the shared one: when the
+ * T copies take at most DW_PRIVATE_MAX_FLOATS (16 MB), i.e. every
+ * ResNet-50 conv at 2 threads, the stem and the small 1x1 convs at 32.
+ * The blocks need a barrier per group of T samples and cut dw into thin
+ * GEMMs (the stem's 147 columns into 80 + 67); bench_conv (N = 8, 2
+ * threads, SkylakeX kernels) measured the stem's backward at 10.8-11.4 ms
+ * with private copies against 12.7-13.1 ms with blocks, and the 56x56 1x1
+ * convs' at 6.4-6.7 against 6.7-7.1 ms. */
+enum { DW_PRIVATE_MAX_FLOATS = 4 * 1024 * 1024 };
+
+static int dw_private(const conv_shape *s, int T)
+{
+    return T > 1 && (size_t)T * s->OC * s->CKK <= DW_PRIVATE_MAX_FLOATS;
+}
+
 /* ---- which path --------------------------------------------------------
  *
- * im2col + OpenBLAS unless AESNET_CONV=implicit is set (or a test or
- * benchmark calls conv2d_set_implicit): the implicit GEMM was faster
- * than im2col + OpenBLAS in one series of bench_conv runs on this
- * 2-core machine and slower in a later one (top of conv_x86.c), so it is
- * not yet the default. With it, on CPUs with AVX-512, stride-1 convs
- * only: the forward; the input gradient of square convs with pad < KH,
- * which is a stride-1 conv itself; the weight gradient of convs larger
- * than 1x1. The rest stays on im2col + OpenBLAS: strided convs (the
- * stem, the downsampling convs: a stride-2 packing with masked loads and
- * a permutation was measured slower than im2col_s2 + OpenBLAS on the
- * stem, 34 against 28 ms forward and backward), and the weight gradient
- * of 1x1 convs, where OpenBLAS reads the input directly and was faster
- * than our transposing packs (12-13 against 8-9 ms on the 56x56 1x1
- * shapes of bench_conv). */
+ * On CPUs with AVX-512, stride-1 convs larger than 1x1 (the 3x3 convs of
+ * ResNet) run on the implicit GEMM of conv_x86.c: the forward, the weight
+ * gradient of kernels up to 7x7, and the input gradient when the kernel
+ * is square with pad < KH (a stride-1 conv itself). Everything else runs on im2col + OpenBLAS:
+ * - 1x1 convs, which need no im2col (OpenBLAS reads the input as it is)
+ *   and where OpenBLAS's packing beat ours: bench_conv, 56x56 1x1 shapes,
+ *   forward 3.4-3.5 ms against 3.8-3.9 (256->64), input gradient
+ *   likewise, weight gradient 8-9 against 12-13 ms with our transposing
+ *   packs;
+ * - strided convs (the stem, the downsampling convs): a stride-2 packing
+ *   with masked loads and a permutation was slower than im2col_s2 +
+ *   OpenBLAS on the stem, 34 against 28 ms forward and backward.
+ * For the 3x3 convs, bench_conv timing both paths in turn in one process
+ * (N = 8, 2 threads, SkylakeX kernels) measured forward + backward 26.5
+ * against 28.2 ms at 56x56, 22.4 against 23.9 at 28x28, 21.9 against 23.0
+ * at 14x14 and about even at 7x7 (27 ms).
+ *
+ * AESNET_CONV=im2col (or conv2d_set_implicit(0), for tests and
+ * benchmarks) puts every conv on im2col + OpenBLAS. */
 static int implicit_mode = -1; /* -1: not yet read from AESNET_CONV */
 
 static int ig_on(void)
 {
     if (implicit_mode < 0) {
         const char *e = getenv("AESNET_CONV");
-        implicit_mode = e && strcmp(e, "implicit") == 0;
+        if (e && *e && strcmp(e, "implicit") != 0 && strcmp(e, "im2col") != 0)
+            aes_user_error("environment variable AESNET_CONV: expected implicit or im2col, got "
+                           "'%s'",
+                           e);
+        implicit_mode = !(e && strcmp(e, "im2col") == 0);
     }
     return implicit_mode && conv_ig_available();
 }
@@ -126,31 +156,43 @@ int conv2d_set_implicit(int on)
     return was;
 }
 
-static int ig_forward(const conv_shape *s) { return s->stride == 1 && ig_on(); }
-
-static int ig_dinp(const conv_shape *s)
+const char *conv2d_path(void)
 {
-    return s->stride == 1 && s->KH == s->KW && s->pad < s->KH && ig_on();
+    if (ig_on()) return "implicit GEMM (AVX-512) for stride-1 convs larger than 1x1, im2col + BLAS "
+                        "for the rest";
+    return conv_ig_available() ? "im2col + BLAS (AESNET_CONV=im2col)" : "im2col + BLAS";
 }
 
-static int ig_wgrad(const conv_shape *s) { return s->KH * s->KW > 1 && s->stride == 1 && ig_on(); }
+static int ig_forward(const conv_shape *s)
+{
+    return s->stride == 1 && s->KH * s->KW > 1 && ig_on();
+}
+
+static int ig_dinp(const conv_shape *s) { return ig_forward(s) && s->KH == s->KW && s->pad < s->KH; }
+
+static int ig_wgrad(const conv_shape *s)
+{
+    return ig_forward(s) && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
+}
 
 /* One col block per OpenMP thread, as the sample-parallel path gives each
  * thread a buffer of its own: omp_get_max_threads() * C*KH*KW * rows*OW,
  * where rows*OW <= OH*OW is the block of output pixels (about 1 MB of
- * col per thread, see the top of the file). 0 for a 1x1 stride-1 unpadded
- * conv, which reads its input directly (col may then be NULL). The thread
- * count is the one at the time of this call, so size the scratch under
- * the same OpenMP setting as the forward/backward calls that use it.
- * Where the CPU has AVX-512, also room for the implicit GEMM's packed
- * weights and buffers, whichever path is on (conv2d_set_implicit may
- * switch later). */
+ * col per thread, see the top of the file; none for a 1x1 stride-1
+ * unpadded conv, which reads its input directly), plus the private dw
+ * copies when dw_private. 0 only on one thread for such a 1x1 conv (col
+ * may then be NULL). The thread count is the one at the time of this
+ * call, so size the scratch under the same OpenMP setting as the
+ * forward/backward calls that use it. For the convs the implicit GEMM
+ * takes, where the CPU has AVX-512, also room for its packed weights and
+ * buffers, whichever path is on (conv2d_set_implicit may switch later). */
 size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
     conv_shape s = conv_shape_of(1, C, H, W, OC, KH, KW, stride, pad);
     const size_t T = (size_t)omp_get_max_threads();
     size_t need = T * col_floats(&s), x;
-    if (!conv_ig_available()) return need;
+    if (dw_private(&s, (int)T)) need += T * (size_t)OC * s.CKK;
+    if (!conv_ig_available() || stride != 1 || KH * KW == 1) return need;
     x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats();
     if (x > need) need = x;
     x = conv_ig_packed_floats(C, OC * KH * KW) + T * conv_ig_thread_floats();
@@ -406,6 +448,49 @@ static void db_add(float *db, const float *dout, const conv_shape *s)
     }
 }
 
+void conv_add_private(float *dw, const float *priv, int T, size_t nw)
+{
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (long i = 0; i < (long)nw; i++) {
+        float acc = dw[i];
+        for (int u = 0; u < T; u++) acc += priv[(size_t)u * nw + i];
+        dw[i] = acc;
+    }
+}
+
+/* The sample-parallel backward with private copies of dw: each thread
+ * takes a contiguous range of samples, adds their weight gradients into a
+ * dw of its own with full-size GEMMs and does their input gradients, with
+ * no barrier until the copies are added to dw in thread order (the sums
+ * repeat bit for bit on the same thread count). Scratch: the T col
+ * buffers, then the T copies. */
+static void blas_backward_private(float *dw, float *dinp, float *col, const float *dout,
+                                  const float *inp, const float *w, const conv_shape *sp)
+{
+    const conv_shape s = *sp;
+    const int T = omp_get_max_threads();
+    const size_t per = col_floats(&s), in_per = (size_t)s.C * s.H * s.W,
+                 out_per = (size_t)s.OC * s.P, nw = (size_t)s.OC * s.CKK;
+    float *priv = col + (size_t)T * per;
+#pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num();
+        float *buf = s.direct ? NULL : col + (size_t)t * per, *mine = priv + (size_t)t * nw;
+        memset(mine, 0, nw * sizeof(float));
+        for (int n = t * s.N / T; n < (t + 1) * s.N / T; n++) {
+            for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
+                const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
+                int ld;
+                const float *cb = col_block(buf, inp + n * in_per, &s, oh0, oh1, &ld);
+                dw_add(mine, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, s.OC, 0, s.CKK);
+                if (dinp) dinp_add(dinp, buf, dout, w, &s, n, oh0, oh1);
+            }
+        }
+        conv_add_private(dw, priv, T, nw);
+    }
+}
+
 /* dw += the weight gradient when dw is not NULL, and dinp += the input
  * gradient through col2im when dinp is not NULL, on OpenBLAS. */
 static void blas_backward(float *dw, float *dinp, float *col, const float *dout, const float *inp,
@@ -431,6 +516,11 @@ static void blas_backward(float *dw, float *dinp, float *col, const float *dout,
     }
 
     const int saved = aes_blas_serial_begin();
+    if (dw && dw_private(&s, omp_get_max_threads())) {
+        blas_backward_private(dw, dinp, col, dout, inp, w, &s);
+        aes_blas_serial_end(saved);
+        return;
+    }
 #pragma omp parallel
     {
         const int T = omp_get_num_threads(), t = omp_get_thread_num();

@@ -16,18 +16,18 @@
  * columns), and the input gradient is a GEMM with K = OC*KH*KW writing
  * dinp once.
  *
- * Measured (test/tools/bench_conv 8 3, 2 threads, OPENBLAS_CORETYPE=
- * SkylakeX, 2-core Sapphire Rapids VM, all eight ResNet-50 shapes, the
- * strided ones on im2col in both): in a first series of runs 188-194
- * GFLOP/s against 172-178 for im2col + OpenBLAS (63-65% against 57-60%
- * of the ~300 GFLOP/s sgemm peak; 3x3 convs at 28 and 14 pixels up from
- * ~205 to ~235, the 7x7 layer from 175 to 195); in a later series, runs
- * alternating the two paths, 157-173 against 185-191. The machine's
- * sgemm peak stayed at ~295 in both, so the difference is in memory
- * traffic the peak does not see; not understood yet. So this path is
- * opt-in (AESNET_CONV=implicit, conv2d_set_implicit) until it wins
- * reliably. Its micro-kernel alone reaches 147 GFLOP/s against
- * OpenBLAS's 154 on a 1536^3 sgemm on one core.
+ * Measured (test/tools/bench_conv 8 5, 2 threads, OPENBLAS_CORETYPE=
+ * SkylakeX, 2-core Sapphire Rapids VM): timed in turn with im2col +
+ * OpenBLAS inside one process, forward + backward of the 3x3 convs took
+ * 26.5 against 28.2 ms at 56x56, 22.4 against 23.9 at 28x28, 21.9 against
+ * 23.0 at 14x14, and about the same at 7x7 (27 ms), where 8 samples give
+ * only 392 columns. Runs of the two paths in separate processes minutes
+ * apart disagreed (this VM's speed drifts by 10-20%), which is why the
+ * benchmark now alternates them. So conv.c takes this path for stride-1
+ * convs larger than 1x1; for 1x1 convs OpenBLAS, which reads the input
+ * as it is, was faster (conv.c, "which path"). The micro-kernel alone
+ * reaches 147 GFLOP/s against OpenBLAS's 154 on a 1536^3 sgemm on one
+ * core.
  *
  * The GEMM is the usual three-level blocking (Goto, BLIS): columns in
  * blocks of NC, reduction in blocks of KC; for each (column block,
@@ -62,7 +62,10 @@
 #define TARGET __attribute__((target("avx512f")))
 #endif
 
-enum { MR = 8, NV = 3, NR = 16 * NV, KC = 256, NC = 8 * NR };
+#ifndef NC_PANELS
+#define NC_PANELS 8
+#endif
+enum { MR = 8, NV = 3, NR = 16 * NV, KC = 256, NC = NC_PANELS * NR };
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -145,54 +148,91 @@ static void kernel_tmp(int ncols, int kc, const float *a, const float *b, float 
         kernel_8x48(kc, a, b, tmp, NR, 0, NULL);
 }
 
-/* Packed A: for every KC block starting at pc, Mp/8 panels of kc x 8
- * (k-major) at ap + pc*Mp + ir*kc; rows past M are zero. a(m, k) reads
- * the unpacked matrix. */
-typedef float (*a_at)(const float *w, int m, int k, const int *dims);
-
-static void pack_a(float *ap, const float *w, int M, int K, a_at at, const int *dims)
+/* r[i][j] <-> r[j][i] for 16 vectors of 16. */
+TARGET static void transpose16(__m512 r[16])
 {
-    const int Mp = round_up(M, MR), nblocks = (K + KC - 1) / KC, npanels = Mp / MR;
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
+        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        a[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        a[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
+        a[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        a[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
+    }
+}
+
+/* Packed A: for every KC block starting at pc, Mp/8 panels of kc x 8
+ * (k-major) at ap + pc*Mp + ir*kc; rows past M are zero. This stores one
+ * block's rows ir .. ir+15 at k .. k+nk-1, given as r[i] = row ir+i at 16
+ * consecutive k (transposed here), into the panels of rows ir and ir+8
+ * (the second when it exists: Mp is a multiple of 8 only). */
+TARGET static void store_panels16(float *blk, __m512 r[16], int ir, int Mp, int kc, int k, int nk)
+{
+    transpose16(r); /* r[l]: k + l, rows ir .. ir+15 */
+    for (int l = 0; l < nk; l++) {
+        _mm256_storeu_ps(blk + (size_t)ir * kc + (size_t)(k + l) * MR,
+                         _mm512_castps512_ps256(r[l]));
+        if (ir + MR < Mp)
+            _mm256_storeu_ps(blk + (size_t)(ir + MR) * kc + (size_t)(k + l) * MR,
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r[l]), 1)));
+    }
+}
+
+/* The forward weights w[M, K] as they are, 16 rows by 16 k at a time. */
+TARGET void conv_ig_pack(float *ap, const float *w, int M, int K)
+{
+    const int Mp = round_up(M, MR), nblocks = (K + KC - 1) / KC, ngroups = (Mp + 15) / 16;
 #pragma omp parallel for schedule(static) collapse(2) if ((size_t)M * K > 32768)
     for (int bi = 0; bi < nblocks; bi++) {
-        for (int pi = 0; pi < npanels; pi++) {
-            const int pc = bi * KC, kc = K - pc < KC ? K - pc : KC, ir = pi * MR;
-            float *d = ap + (size_t)pc * Mp + (size_t)ir * kc;
-            for (int i = 0; i < MR; i++) {
-                if (ir + i >= M) {
-                    for (int k = 0; k < kc; k++) d[k * MR + i] = 0.0f;
-                    continue;
-                }
-                for (int k = 0; k < kc; k++) d[k * MR + i] = at(w, ir + i, pc + k, dims);
+        for (int gi = 0; gi < ngroups; gi++) {
+            const int pc = bi * KC, kc = K - pc < KC ? K - pc : KC, ir = gi * 16;
+            for (int k = 0; k < kc; k += 16) {
+                const int nk = kc - k < 16 ? kc - k : 16;
+                const __mmask16 m = (__mmask16)(((uint32_t)1 << nk) - 1);
+                __m512 r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = ir + i < M ? _mm512_maskz_loadu_ps(m, w + (size_t)(ir + i) * K + pc + k)
+                                      : _mm512_setzero_ps();
+                store_panels16(ap + (size_t)pc * Mp, r, ir, Mp, kc, k, nk);
             }
         }
     }
 }
 
-/* The forward weights w[OC, C*KH*KW] as they are. dims: K. */
-static float at_plain(const float *w, int m, int k, const int *dims)
-{
-    return w[(size_t)m * dims[0] + k];
-}
-
 /* The input-gradient weights: A[c][oc*KK + t] = w[oc][c][KK-1-t], KK =
- * KH*KW (the kernel turned by 180 degrees). dims: C, KK. */
-static float at_flipped(const float *w, int m, int k, const int *dims)
-{
-    const int C = dims[0], KK = dims[1], oc = k / KK, t = k - oc * KK;
-    return w[((size_t)oc * C + m) * KK + KK - 1 - t];
-}
-
-void conv_ig_pack(float *ap, const float *w, int M, int K)
-{
-    const int dims[1] = {K};
-    pack_a(ap, w, M, K, at_plain, dims);
-}
-
+ * KH*KW (the kernel turned by 180 degrees). The 8 rows of a panel at one
+ * oc are 8*KK consecutive floats of w. */
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
 {
-    const int dims[2] = {C, KH * KW};
-    pack_a(ap, w, C, OC * KH * KW, at_flipped, dims);
+    const int KK = KH * KW, K = OC * KK, Mp = round_up(C, MR), npanels = Mp / MR;
+#pragma omp parallel for schedule(static) if ((size_t)C * K > 32768)
+    for (int pi = 0; pi < npanels; pi++) {
+        const int c0 = pi * MR, rows = C - c0 < MR ? C - c0 : MR;
+        for (int oc = 0; oc < OC; oc++) {
+            const float *src = w + ((size_t)oc * C + c0) * KK;
+            for (int t = 0; t < KK; t++) {
+                const int k = oc * KK + t, pc = k / KC * KC, kc = K - pc < KC ? K - pc : KC;
+                float *d = ap + (size_t)pc * Mp + (size_t)c0 * kc + (size_t)(k - pc) * MR;
+                for (int i = 0; i < rows; i++) d[i] = src[i * KK + KK - 1 - t];
+                for (int i = rows; i < MR; i++) d[i] = 0.0f;
+            }
+        }
+    }
 }
 
 /* A stride-1 conv: x[N, C, H, W] to out[N, M, OH, OW]; K = C*KH*KW, P =
@@ -250,52 +290,73 @@ static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
 }
 
 
-/* The 16 lanes of vector v of a panel at row k = (c, kh, kw), off the
- * offset of (c, kh, kw) in x: one masked load per run, the mask dropping
- * the lanes that fall in the padding. */
-TARGET static inline __m512 pack_vec(const float *x, const geom *g, const panel_map *pm, int v,
-                                     ptrdiff_t off, int kh, int kw)
+/* The loads of one kernel tap (kh, kw) for a panel's vectors: vector v
+ * of the panel's row k = (c, kh, kw) is the masked loads e[start[v] ..
+ * start[v+1]) from x + c*H*W + e.off, one per run of its lanes that
+ * falls inside the image (the mask drops the lanes in the padding). The
+ * same for every channel c, so it is worked out once per tap. */
+typedef struct {
+    ptrdiff_t off;
+    __mmask16 m;
+} tap_load;
+
+typedef struct {
+    int start[NV + 1];
+    tap_load e[NR]; /* at most one per run, and a run has a lane at least */
+} tap_plan;
+
+static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm, int nv, int kh,
+                     int kw)
+{
+    int n = 0;
+    for (int v = 0; v < nv; v++) {
+        start[v] = n;
+        for (int q = 0; q < pm->nruns[v]; q++) {
+            const run *r = &pm->runs[v][q];
+            const int ih = r->oh - g->pad + kh;
+            if (ih < 0 || ih >= g->H) continue;
+            /* lane l reads input column ow0 + l - lo - pad + kw */
+            const int l0 = r->lo - r->ow0 + g->pad - kw;
+            const int a = l0 > r->lo ? l0 : r->lo, b = l0 + g->W < r->hi ? l0 + g->W : r->hi;
+            if (a >= b) continue;
+            e[n].m = (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
+            e[n++].off = r->base + (ptrdiff_t)kh * g->W + kw;
+        }
+    }
+    start[nv] = n;
+}
+
+/* Vector v of a row of the tap's channel plane xc = x + c*H*W. */
+TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
 {
     __m512 val = _mm512_setzero_ps();
-    for (int q = 0; q < pm->nruns[v]; q++) {
-        const run *r = &pm->runs[v][q];
-        const int ih = r->oh - g->pad + kh;
-        if (ih < 0 || ih >= g->H) continue;
-        /* lane l reads input column ow0 + l - lo - pad + kw */
-        const int l0 = r->lo - r->ow0 + g->pad - kw;
-        const int a = l0 > r->lo ? l0 : r->lo, b = l0 + g->W < r->hi ? l0 + g->W : r->hi;
-        if (a >= b) continue;
-        const __mmask16 m = (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
-        val = _mm512_mask_loadu_ps(val, m, x + r->base + off);
-    }
+    for (int i = start[v]; i < start[v + 1]; i++)
+        val = _mm512_mask_loadu_ps(val, e[i].m, xc + e[i].off);
     return val;
 }
 
-/* Row k = (c, kh, kw) of one panel: dst[0:48]. */
-TARGET static inline void pack_row(float *dst, const float *x, const geom *g, const panel_map *pm,
-                                   ptrdiff_t off, int kh, int kw)
-{
-    for (int v = 0; v < NV; v++) _mm512_storeu_ps(dst + 16 * v, pack_vec(x, g, pm, v, off, kh, kw));
-}
-
 /* B block: columns [j0, j0+nc), rows [k0, k0+kc), as panels of kc x 48;
- * row by row across the panels, so that each input row is read in one
- * stretch. */
+ * panel by panel, and in a panel tap by tap, each tap's loads worked out
+ * once for all its channels. */
 TARGET static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, int k0,
                           int kc)
 {
-    panel_map pm[NC / NR];
     const int np = (nc + NR - 1) / NR, KK = g->KH * g->KW;
-    for (int q = 0; q < np; q++)
-        map_panel(&pm[q], g, j0 + (long)q * NR, nc - q * NR < NR ? nc - q * NR : NR);
-    int c = k0 / KK, kh = (k0 % KK) / g->KW, kw = k0 % g->KW;
-    for (int k = 0; k < kc; k++) {
-        const ptrdiff_t off = (ptrdiff_t)c * g->H * g->W + (ptrdiff_t)kh * g->W + kw;
-        for (int q = 0; q < np; q++)
-            pack_row(bbuf + ((size_t)q * kc + k) * NR, x, g, &pm[q], off, kh, kw);
-        if (++kw == g->KW) {
-            kw = 0;
-            if (++kh == g->KH) kh = 0, c++;
+    const size_t plane = (size_t)g->H * g->W;
+    for (int q = 0; q < np; q++) {
+        panel_map pm;
+        tap_plan tp;
+        float *panel = bbuf + (size_t)q * kc * NR;
+        map_panel(&pm, g, j0 + (long)q * NR, nc - q * NR < NR ? nc - q * NR : NR);
+        for (int t = 0; t < KK; t++) {
+            int c = k0 > t ? (k0 - t + KK - 1) / KK : 0; /* the first c*KK + t >= k0 */
+            if (c * KK + t >= k0 + kc) continue;
+            plan_tap(tp.e, tp.start, g, &pm, NV, t / g->KW, t % g->KW);
+            for (int k = c * KK + t; k < k0 + kc; k += KK, c++) {
+                float *dst = panel + (size_t)(k - k0) * NR;
+                for (int v = 0; v < NV; v++)
+                    _mm512_storeu_ps(dst + 16 * v, tap_vec(x + c * plane, tp.e, tp.start, v));
+            }
         }
     }
 }
@@ -326,8 +387,10 @@ static void run_block(float *out, float *buf, const float *x, const float *ap, c
                       int accumulate, const geom *g, long jb, long je, int m0, int m1)
 {
     float *bbuf = buf, *tmp = buf + (size_t)KC * NC;
-    for (long jc = jb; jc < je; jc += NC) {
-        const int nc = je - jc < NC ? (int)(je - jc) : NC;
+    const long nblk = (je - jb + NC - 1) / NC;
+    const int ncb = round_up((int)((je - jb + nblk - 1) / nblk), NR);
+    for (long jc = jb; jc < je; jc += ncb) {
+        const int nc = je - jc < ncb ? (int)(je - jc) : ncb;
         for (int pc = 0; pc < g->K; pc += KC) {
             const int kc = g->K - pc < KC ? g->K - pc : KC;
             const int write = pc == 0 && !accumulate;
@@ -396,34 +459,6 @@ void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, co
  */
 enum { KCW = 256 };
 
-/* r[i][j] <-> r[j][i] for 16 vectors of 16. */
-TARGET static void transpose16(__m512 r[16])
-{
-    __m512 a[16], b[16];
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
-        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
-        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
-        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        a[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
-        a[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
-        a[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        a[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
-    }
-    for (int j = 0; j < 4; j++) {
-        r[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xDD);
-        r[4 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
-    }
-}
-
 /* A for the pixels [q0, q0 + kc) (kc a multiple of 16; pixels past
  * nq are zero): Mp/8 panels of kc x 8 at ap + ir*kc. */
 TARGET static void pack_dy(float *ap, const float *dy, const geom *g, long q0, int kc, long nq)
@@ -450,15 +485,7 @@ TARGET static void pack_dy(float *ap, const float *dy, const geom *g, long q0, i
                     r[i] = _mm512_loadu_ps(t);
                 }
             }
-            transpose16(r); /* r[l]: pixel q + l, rows ir .. ir+15 */
-            for (int l = 0; l < 16; l++) {
-                _mm256_storeu_ps(ap + (size_t)ir * kc + (size_t)(k + l) * MR,
-                                 _mm512_castps512_ps256(r[l]));
-                if (ir + MR < g->Mp)
-                    _mm256_storeu_ps(ap + (size_t)(ir + MR) * kc + (size_t)(k + l) * MR,
-                                     _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                         _mm512_castps_pd(r[l]), 1)));
-            }
+            store_panels16(ap, r, ir, g->Mp, kc, k, 16);
         }
     }
 }
@@ -469,10 +496,13 @@ TARGET static void pack_cols_t(float *bbuf, const float *x, const geom *g, long 
                                int j0, int nc)
 {
     const int KK = g->KH * g->KW;
+    tap_load e[CONV_IG_WGRAD_MAX_TAPS][16];
+    int start[CONV_IG_WGRAD_MAX_TAPS][2];
     for (int k = 0; k < kc; k += 16) {
         panel_map pm;
         const long left = nq - (q0 + k);
         map_panel(&pm, g, q0 + k, left < 16 ? (int)left : 16);
+        for (int t = 0; t < KK; t++) plan_tap(e[t], start[t], g, &pm, 1, t / g->KW, t % g->KW);
         for (int j = 0; j < nc; j += 16) {
             __m512 r[16];
             for (int t = 0; t < 16; t++) {
@@ -481,9 +511,8 @@ TARGET static void pack_cols_t(float *bbuf, const float *x, const geom *g, long 
                     r[t] = _mm512_setzero_ps();
                     continue;
                 }
-                const int c = jj / KK, kh = (jj % KK) / g->KW, kw = jj % g->KW;
-                const ptrdiff_t off = (ptrdiff_t)c * g->H * g->W + (ptrdiff_t)kh * g->W + kw;
-                r[t] = pack_vec(x, g, &pm, 0, off, kh, kw);
+                const int c = jj / KK, tap = jj % KK;
+                r[t] = tap_vec(x + (size_t)c * g->H * g->W, e[tap], start[tap], 0);
             }
             transpose16(r); /* r[l]: pixel q0 + k + l, weights j0 + j .. +15 */
             float *d = bbuf + (size_t)(j / NR) * kc * NR + (size_t)k * NR + j % NR;
@@ -569,13 +598,7 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
             float *mine = priv + (size_t)t * nw;
             memset(mine, 0, nw * sizeof(float));
             if (qb < qe) wgrad_block(mine, buf, dy, x, &g, qb, qe, 0, g.K);
-#pragma omp barrier
-#pragma omp for schedule(static)
-            for (long i = 0; i < (long)nw; i++) {
-                float acc = dw[i];
-                for (int u = 0; u < T; u++) acc += priv[(size_t)u * nw + i];
-                dw[i] = acc;
-            }
+            conv_add_private(dw, priv, T, nw);
         } else {
             const int pper = (panels + T - 1) / T;
             const int jb = t * pper * NR < g.K ? t * pper * NR : g.K;

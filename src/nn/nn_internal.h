@@ -27,7 +27,14 @@ void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int 
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
                  int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad);
 /* dw[OC, C*KH*KW] += the weight gradient of the same stride-1 conv, from
- * dy[N, OC, OH, OW] and x; scratch: conv_ig_wgrad_floats(...) floats. */
+ * dy[N, OC, OH, OW] and x, for kernels of at most CONV_IG_WGRAD_MAX_TAPS
+ * taps (KH*KW; 7x7); scratch: conv_ig_wgrad_floats(...) floats. */
+enum { CONV_IG_WGRAD_MAX_TAPS = 49 };
+/* Called by all T threads of a parallel region once each has filled its
+ * copy priv[t*nw .. (t+1)*nw) of a weight gradient: waits for all, then
+ * dw[i] += priv[0][i] + ... + priv[T-1][i], added in thread order so the
+ * sums repeat bit for bit (the threads split i). */
+void conv_add_private(float *dw, const float *priv, int T, size_t nw);
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW);
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
                          int H, int W, int OC, int KH, int KW, int pad);

