@@ -2,7 +2,8 @@
 # Bundle what the GPU checks (test/device/run.sh) need on a machine that
 # has CUDA, cuBLAS and cuDNN (here: inside PyTorch's Python packages) but
 # not Debian's MPI, HDF5, libconfig, OpenBLAS, jansson, libpng or libjpeg:
-# a CUDA build for sm_90 (build-device/) and, packed with xz in
+# a CUDA build for sm_90 (build-device/; without libmvec, whose glibc
+# version the target may lack) and, packed with xz in
 # .device/bundle.tar.xz, its programs and the shared libraries they load
 # that are not CUDA's and not the C library's (the device tool carries
 # 64 MiB at most; OpenBLAS alone is 35 MiB unpacked).
@@ -11,13 +12,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build-device/bundle
 bash "$root/jobs/build.sh" "$root/build-device" -DAESNET_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DAESNET_NATIVE=OFF
+  -DAESNET_NATIVE=OFF -DAESNET_MVEC=OFF
 rm -rf "$out"; mkdir -p "$out/bin" "$out/lib"
 progs=("$root/build-device/aesnet" "$root/build-device/test/test_gpu_layers" "$root/build-device/test/bench_model")
 cp "${progs[@]}" "$out/bin/"
 # Debian's libraries behind the programs, not the ones the target has
 # (glibc, the C++ runtime, the CUDA driver and toolkit libraries).
-skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libgcc_s|libstdc\+\+|libcuda\.|libcudart|libcublas|libcudnn|libnvrtc|libnvJitLink)'
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libmvec\.|libdl\.|libpthread\.|librt\.|libgcc_s|libstdc\+\+|libcuda\.|libcudart|libcublas|libcudnn|libnvrtc|libnvJitLink)'
 for p in "${progs[@]}" "$(command -v orterun)" "$(command -v orted)"; do
   ldd "$p" | awk '$3 ~ /^\// { print $1, $3 }'
 done | sort -u | while read -r name path; do
