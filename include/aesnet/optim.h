@@ -19,6 +19,11 @@ typedef struct aes_adamw {
  * t is the 1-based step count. */
 void aes_adamw_step(float *p, const float *g, float *m, float *v, size_t n, float lr,
                     const aes_adamw *cfg, int decay, int64_t t);
+/* The same step with gradient gscale * g (rounded to float, as if g had
+ * been scaled in place first): clipping folded into the update, which
+ * saves a pass over the gradients; g itself is left as it is. */
+void aes_adamw_step_scaled(float *p, const float *g, float gscale, float *m, float *v, size_t n,
+                           float lr, const aes_adamw *cfg, int decay, int64_t t);
 
 /* Learning rate at 0-based step: linear warm-up from 0 over warmup steps
  * to base, then cosine decay to base * min_ratio at total steps. */

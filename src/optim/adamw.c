@@ -44,6 +44,12 @@
 void aes_adamw_step(float *p, const float *g, float *m, float *v, size_t n, float lr,
                     const aes_adamw *cfg, int decay, int64_t t)
 {
+    aes_adamw_step_scaled(p, g, 1.0f, m, v, n, lr, cfg, decay, t);
+}
+
+void aes_adamw_step_scaled(float *p, const float *g, float gscale, float *m, float *v, size_t n,
+                           float lr, const aes_adamw *cfg, int decay, int64_t t)
+{
     if (t < 1) aes_internal_error("AdamW step count %lld: must be >= 1", (long long)t);
     const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps;
     const float one_m_b1 = (float)(1.0 - (double)b1);
@@ -58,7 +64,7 @@ void aes_adamw_step(float *p, const float *g, float *m, float *v, size_t n, floa
 
 #pragma omp parallel for schedule(static) if (N >= AES_OPTIM_PAR_MIN)
     for (ptrdiff_t i = 0; i < N; i++) {
-        const float gi = g[i];
+        const float gi = g[i] * gscale;
         float pi = p[i];
         if (do_decay) pi = pi * keep;
         const float mi = fmaf(gi, one_m_b1, m[i] * b1);

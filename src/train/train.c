@@ -387,15 +387,16 @@ void aes_trainer_step(aes_trainer *t, aes_step_stats *st)
     st->grad_norm = sqrt(aes_sumsq(m->P.grad, m->P.n_trainable));
     const aes_config *c = &t->cfg;
     if (aes_trainer_decide(t, st)) {
-        aes_scale(m->P.grad, m->P.n_trainable, aes_clip_factor(st->grad_norm, (float)c->clip));
+        /* Clipping is folded into the update (P.grad stays unclipped). */
+        const float clip = aes_clip_factor(st->grad_norm, (float)c->clip);
         const aes_adamw opt = {.beta1 = (float)c->beta1, .beta2 = (float)c->beta2,
                                .eps = (float)c->eps, .weight_decay = (float)c->weight_decay};
         for (int k = 0; k < m->P.n; k++) {
             const aes_tensor *p = &m->P.t[k];
             if (p->trainable)
-                aes_adamw_step(m->P.data + p->offset, m->P.grad + p->offset, t->m1 + p->offset,
-                               t->m2 + p->offset, p->numel, st->lr, &opt, p->decay,
-                               t->step + 1 - t->nonfinite_total);
+                aes_adamw_step_scaled(m->P.data + p->offset, m->P.grad + p->offset, clip,
+                                      t->m1 + p->offset, t->m2 + p->offset, p->numel, st->lr,
+                                      &opt, p->decay, t->step + 1 - t->nonfinite_total);
         }
         aes_model_clamp_scales(m);
     }

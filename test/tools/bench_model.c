@@ -250,12 +250,11 @@ int main(int argc, char **argv)
         aes_model_backward(&m, dx, dy, dv, dls);
         double t3 = aes_now();
         float cf = aes_clip_factor(sqrt(aes_sumsq(m.P.grad, m.P.n_trainable)), 1.0f);
-        aes_scale(m.P.grad, m.P.n_trainable, cf);
-        for (int k = 0; k < m.P.n; k++) {
+        for (int k = 0; k < m.P.n; k++) { /* clipping folded in, as src/train/train.c */
             const aes_tensor *t = &m.P.t[k];
             if (t->trainable)
-                aes_adamw_step(m.P.data + t->offset, m.P.grad + t->offset, m1 + t->offset, m2 + t->offset,
-                               t->numel, 1e-4f, &opt, t->decay, s + 1);
+                aes_adamw_step_scaled(m.P.data + t->offset, m.P.grad + t->offset, cf, m1 + t->offset,
+                                      m2 + t->offset, t->numel, 1e-4f, &opt, t->decay, s + 1);
         }
         aes_model_clamp_scales(&m);
         double t4 = aes_now();

@@ -126,6 +126,39 @@ static void test_adamw_threads(void)
     free(p2);
 }
 
+/* Clipping folded into the step: the same bits as scaling g in place and
+ * stepping, and g itself untouched. */
+static void test_adamw_scaled(void)
+{
+    const size_t n = 4099;
+    float *buf = aes_malloc(8 * n * sizeof(float), "test");
+    float *p1 = buf, *p2 = buf + n, *g = buf + 2 * n, *gs = buf + 3 * n;
+    float *m1 = buf + 4 * n, *m2 = buf + 5 * n, *v1 = buf + 6 * n, *v2 = buf + 7 * n;
+    aes_rng r;
+    aes_rng_init(&r, 11);
+    for (size_t i = 0; i < n; i++) {
+        p1[i] = p2[i] = aes_rng_normal(&r);
+        g[i] = gs[i] = 3.0f * aes_rng_normal(&r);
+        m1[i] = m2[i] = 0.1f * aes_rng_normal(&r);
+        v1[i] = v2[i] = (float)aes_rng_uniform(&r);
+    }
+    const float s = aes_clip_factor(sqrt(aes_sumsq(g, n)), 1.0f);
+    CHECK(s < 0.1f);
+    aes_scale(gs, n, s);
+    aes_adamw_step(p1, gs, m1, v1, n, 1e-3f, &CFG, 1, 3);
+    aes_adamw_step_scaled(p2, g, s, m2, v2, n, 1e-3f, &CFG, 1, 3);
+    CHECK(memcmp(p1, p2, n * sizeof(float)) == 0);
+    CHECK(memcmp(m1, m2, n * sizeof(float)) == 0);
+    CHECK(memcmp(v1, v2, n * sizeof(float)) == 0);
+    aes_rng_init(&r, 11); /* g again, as drawn above */
+    for (size_t i = 0; i < n; i++) {
+        (void)aes_rng_normal(&r);
+        CHECK_MSG(g[i] == 3.0f * aes_rng_normal(&r), "g[%zu] changed", i);
+        (void)aes_rng_normal(&r), (void)aes_rng_uniform(&r);
+    }
+    free(buf);
+}
+
 static void check_rel(float got, double want, double tol)
 {
     CHECK_MSG(fabs(got - want) <= tol * fabs(want), "lr %.9g vs %.9g", got, want);
@@ -220,6 +253,7 @@ int main(void)
     test_first_step();
     test_steps_vs_double();
     test_adamw_threads();
+    test_adamw_scaled();
     test_schedule();
     test_sumsq();
     test_clip();
