@@ -37,8 +37,9 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 
 /* ---- conv2d: inp [N, C, H, W], w [OC, C, KH, KW], b [OC] or NULL,
  * out [N, OC, OH, OW] with OH = (H + 2*pad - KH) / stride + 1 (same for W).
- * col: scratch of conv2d_scratch_floats(...) floats. */
-size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride,
+ * col: scratch of conv2d_scratch_floats(...) floats, sized for batches of
+ * up to N samples. */
+size_t conv2d_scratch_floats(int N, int C, int H, int W, int OC, int KH, int KW, int stride,
                              int pad);
 void conv2d_forward(float *out, float *col, const float *inp, const float *w, const float *b,
                     int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);

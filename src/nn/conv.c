@@ -115,22 +115,29 @@ static int dw_private(const conv_shape *s, int T)
 
 /* ---- which path --------------------------------------------------------
  *
- * On CPUs with AVX-512, stride-1 convs larger than 1x1 (the 3x3 convs of
- * ResNet) run on the implicit GEMM of conv_x86.c: the forward, the weight
- * gradient of kernels up to 7x7, and the input gradient when the kernel
- * is square with pad < KH (a stride-1 conv itself). Everything else runs on im2col + OpenBLAS:
+ * On CPUs with AVX-512, convs larger than 1x1 of stride 1 (ResNet's 3x3
+ * convs) and stride 2 (the stem, the strided 3x3 convs) run their forward
+ * on the implicit GEMM of conv_x86.c; for stride 1 also the weight
+ * gradient (kernels up to 7x7) and the input gradient when the kernel is
+ * square with pad < KH (a stride-1 conv itself). Everything else runs on
+ * im2col + OpenBLAS:
  * - 1x1 convs, which need no im2col (OpenBLAS reads the input as it is)
  *   and where OpenBLAS's packing beat ours: bench_conv, 56x56 1x1 shapes,
  *   forward 3.4-3.5 ms against 3.8-3.9 (256->64), input gradient
  *   likewise, weight gradient 8-9 against 12-13 ms with our transposing
  *   packs;
- * - strided convs (the stem, the downsampling convs): a stride-2 packing
- *   with masked loads and a permutation was slower than im2col_s2 +
- *   OpenBLAS on the stem, 34 against 28 ms forward and backward.
- * For the 3x3 convs, bench_conv timing both paths in turn in one process
- * (N = 8, 2 threads, SkylakeX kernels) measured forward + backward 26.5
- * against 28.2 ms at 56x56, 22.4 against 23.9 at 28x28, 21.9 against 23.0
- * at 14x14 and about even at 7x7 (27 ms).
+ * - the backward of stride-2 convs: our weight gradient from the input's
+ *   phase planes was slower than OpenBLAS on private dw copies (stem
+ *   12.1 against 10.8 ms, 128-channel 3x3 at 56x56 17.6 against 16.2 ms
+ *   with the input gradient), and the input gradient of a strided conv is
+ *   not a stride-1 conv.
+ * bench_conv times both paths in turn in one process (N = 8, 2 threads,
+ * SkylakeX kernels). Forward + backward in ms, implicit against im2col,
+ * two runs: 3x3 at 56x56 22.3-23.1 against 26.4-27.2, at 28x28 19.9-20.6
+ * against 22.6-23.2, at 14x14 19.4-20.0 against 22.7-23.5, at 7x7
+ * 23.5-23.8 against 26.0-27.2; forward of the stem 9.0-9.2 against
+ * 9.6-9.7, of the stride-2 3x3 8.3-8.5 against 8.7-9.0. All shapes
+ * together 73-75% of the sgemm peak measured beside them against 67-69%.
  *
  * AESNET_CONV=im2col (or conv2d_set_implicit(0), for tests and
  * benchmarks) puts every conv on im2col + OpenBLAS. */
@@ -158,21 +165,24 @@ int conv2d_set_implicit(int on)
 
 const char *conv2d_path(void)
 {
-    if (ig_on()) return "implicit GEMM (AVX-512) for stride-1 convs larger than 1x1, im2col + BLAS "
-                        "for the rest";
+    if (ig_on()) return "implicit GEMM (AVX-512) for stride-1 and stride-2 convs larger than 1x1, "
+                        "im2col + BLAS for the rest";
     return conv_ig_available() ? "im2col + BLAS (AESNET_CONV=im2col)" : "im2col + BLAS";
 }
 
 static int ig_forward(const conv_shape *s)
 {
-    return s->stride == 1 && s->KH * s->KW > 1 && ig_on();
+    return (s->stride == 1 || s->stride == 2) && s->KH * s->KW > 1 && ig_on();
 }
 
-static int ig_dinp(const conv_shape *s) { return ig_forward(s) && s->KH == s->KW && s->pad < s->KH; }
+static int ig_dinp(const conv_shape *s)
+{
+    return ig_forward(s) && s->stride == 1 && s->KH == s->KW && s->pad < s->KH;
+}
 
 static int ig_wgrad(const conv_shape *s)
 {
-    return ig_forward(s) && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
+    return ig_forward(s) && s->stride == 1 && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
 }
 
 /* One col block per OpenMP thread, as the sample-parallel path gives each
@@ -186,14 +196,16 @@ static int ig_wgrad(const conv_shape *s)
  * forward/backward calls that use it. For the convs the implicit GEMM
  * takes, where the CPU has AVX-512, also room for its packed weights and
  * buffers, whichever path is on (conv2d_set_implicit may switch later). */
-size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
+size_t conv2d_scratch_floats(int N, int C, int H, int W, int OC, int KH, int KW, int stride,
+                             int pad)
 {
-    conv_shape s = conv_shape_of(1, C, H, W, OC, KH, KW, stride, pad);
+    conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     const size_t T = (size_t)omp_get_max_threads();
     size_t need = T * col_floats(&s), x;
     if (dw_private(&s, (int)T)) need += T * (size_t)OC * s.CKK;
-    if (!conv_ig_available() || stride != 1 || KH * KW == 1) return need;
-    x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats();
+    if (!conv_ig_available() || (stride != 1 && stride != 2) || KH * KW == 1) return need;
+    const size_t phases = stride == 2 ? conv_ig_phases_floats(N, C, H, W) : 0;
+    x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats() + phases;
     if (x > need) need = x;
     x = conv_ig_packed_floats(C, OC * KH * KW) + T * conv_ig_thread_floats();
     if (x > need) need = x;
@@ -384,9 +396,15 @@ void conv2d_forward(float *out, float *col, const float *inp, const float *w, co
     const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     const size_t per = col_floats(&s);
     if (ig_forward(&s)) {
+        float *bufs = col + conv_ig_packed_floats(OC, s.CKK);
+        const float *src = inp;
+        if (stride == 2) {
+            float *xp = bufs + (size_t)omp_get_max_threads() * conv_ig_thread_floats();
+            conv_ig_phases(xp, inp, N, C, H, W);
+            src = xp;
+        }
         conv_ig_pack(col, w, OC, s.CKK);
-        conv_ig_run(out, col + conv_ig_packed_floats(OC, s.CKK), inp, col, b, 0, N, C, H, W, OC,
-                    KH, KW, pad);
+        conv_ig_run(out, bufs, src, col, b, 0, N, C, H, W, OC, KH, KW, stride, pad);
         return;
     }
     if (!use_sample_parallel(N)) {
@@ -565,12 +583,12 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
     const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     if (db) db_add(db, dout, &s);
     const int own_dw = ig_wgrad(&s), own_dinp = dinp && ig_dinp(&s);
-    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, pad);
+    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, 1, pad);
     if (!own_dw || (dinp && !own_dinp))
         blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
     if (own_dinp) {
         conv_ig_pack_flipped(col, w, OC, C, KH, KW);
         conv_ig_run(dinp, col + conv_ig_packed_floats(C, OC * KH * KW), dout, col, NULL, 1, N,
-                    OC, s.OH, s.OW, C, KH, KW, KH - 1 - pad);
+                    OC, s.OH, s.OW, C, KH, KW, 1, KH - 1 - pad);
     }
 }

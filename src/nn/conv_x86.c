@@ -1,11 +1,14 @@
 /*
- * Stride-1 convolution as an implicit GEMM with AVX-512 kernels of our
- * own: out[n][m][p] (+)= sum_k A[m][k] * col(x)[k][n, p], where col(x) is
- * im2col of x but never written out. Used by conv.c for the forward pass
- * of stride-1 convs (A = the weights) and for the input gradient of
+ * Convolution as an implicit GEMM with AVX-512 kernels of our own: out[n]
+ * [m][p] (+)= sum_k A[m][k] * col(x)[k][n, p], where col(x) is im2col of
+ * x but never written out. Used by conv.c for the forward pass of stride-1
+ * and stride-2 convs (A = the weights), for the input gradient of
  * stride-1 convs, which is itself a stride-1 conv of dout (A = the
- * weights with input and output channels swapped and the kernel turned
- * by 180 degrees, padding KH-1-pad).
+ * weights with input and output channels swapped and the kernel turned by
+ * 180 degrees, padding KH-1-pad), and for the weight gradient of stride-1
+ * convs (below). Stride 2 reads the input's four phase planes (even/odd
+ * rows by even/odd columns, one pass over the input, conv_ig_phases), in
+ * which every tap of the kernel reads a stride-1 window of one plane.
  *
  * Why (issue 3, the 70% target). With im2col + OpenBLAS, every conv
  * writes its col matrix (C*KH*KW x OH*OW floats per sample) and OpenBLAS
@@ -17,17 +20,18 @@
  * dinp once.
  *
  * Measured (test/tools/bench_conv 8 5, 2 threads, OPENBLAS_CORETYPE=
- * SkylakeX, 2-core Sapphire Rapids VM): timed in turn with im2col +
- * OpenBLAS inside one process, forward + backward of the 3x3 convs took
- * 26.5 against 28.2 ms at 56x56, 22.4 against 23.9 at 28x28, 21.9 against
- * 23.0 at 14x14, and about the same at 7x7 (27 ms), where 8 samples give
- * only 392 columns. Runs of the two paths in separate processes minutes
- * apart disagreed (this VM's speed drifts by 10-20%), which is why the
- * benchmark now alternates them. So conv.c takes this path for stride-1
- * convs larger than 1x1; for 1x1 convs OpenBLAS, which reads the input
- * as it is, was faster (conv.c, "which path"). The micro-kernel alone
- * reaches 147 GFLOP/s against OpenBLAS's 154 on a 1536^3 sgemm on one
- * core.
+ * SkylakeX, 2-core Sapphire Rapids VM), timed in turn with im2col +
+ * OpenBLAS inside one process: the figures are in conv.c ("which path"),
+ * which also says what stays on OpenBLAS. Runs of the two paths in
+ * separate processes minutes apart disagreed (this VM's speed drifts by
+ * 10-20%), which is why the benchmark alternates them. What made the
+ * difference, after a first version that only broke even: packing the
+ * weights with 16x16 transposes instead of a function call per element
+ * (7x7 layer forward 10.0 -> 8.6 ms), and working out each tap's masked
+ * loads once per panel for all channels instead of once per row of B
+ * (3x3 convs at 14x14 and 28x28 from ~255 to ~290-310 GFLOP/s forward).
+ * The micro-kernel alone reaches 147 GFLOP/s against OpenBLAS's 154 on a
+ * 1536^3 sgemm on one core.
  *
  * The GEMM is the usual three-level blocking (Goto, BLIS): columns in
  * blocks of NC, reduction in blocks of KC; for each (column block,
@@ -46,7 +50,10 @@
  * lanes of a vector fall into runs of consecutive output columns of one
  * output row of one sample; for every k = (c, kh, kw) each run is one
  * masked load from the input row (the mask drops the lanes in the
- * padding), so a k row of the panel costs 3 stores and a few loads.
+ * padding), so a k row of the panel costs 3 stores and a few loads. The
+ * loads depend on the tap (kh, kw) and not on the channel, so a panel is
+ * packed tap by tap, with the tap's loads worked out once (plan_tap).
+ * Column blocks are cut evenly (no block of a few columns at the end).
  */
 #include <stdint.h>
 #include <string.h>
@@ -62,10 +69,7 @@
 #define TARGET __attribute__((target("avx512f")))
 #endif
 
-#ifndef NC_PANELS
-#define NC_PANELS 8
-#endif
-enum { MR = 8, NV = 3, NR = 16 * NV, KC = 256, NC = NC_PANELS * NR };
+enum { MR = 8, NV = 3, NR = 16 * NV, KC = 256, NC = 8 * NR };
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -235,29 +239,98 @@ void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int 
     }
 }
 
-/* A stride-1 conv: x[N, C, H, W] to out[N, M, OH, OW]; K = C*KH*KW, P =
- * OH*OW, Mp = M rounded up to the packing's row tile. */
+/* A conv of stride 1 or 2: x[N, C, H, W] to out[N, M, OH, OW]; K =
+ * C*KH*KW, P = OH*OW, Mp = M rounded up to the packing's row tile. The
+ * packing reads the source: x itself for stride 1; for stride 2 its
+ * phases (conv_ig_phases), where a tap reads a stride-1 window of one
+ * phase plane. Per channel the source holds PL floats in rows of RW. */
 typedef struct {
-    int N, C, H, W, M, KH, KW, pad, OH, OW, P, K, Mp;
+    int N, C, H, W, M, KH, KW, stride, pad, OH, OW, P, K, Mp;
+    int Hh, Wh;   /* stride 2: a phase plane's rows and columns */
+    int RW;       /* source row pitch */
+    ptrdiff_t PL; /* source floats per channel */
 } geom;
 
-static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int pad, int mr)
+static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int stride, int pad, int mr)
 {
-    geom g = {N, C, H, W, M, KH, KW, pad, 0, 0, 0, 0, 0};
-    g.OH = H + 2 * pad - KH + 1;
-    g.OW = W + 2 * pad - KW + 1;
+    geom g = {N, C, H, W, M, KH, KW, stride, pad, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    g.OH = (H + 2 * pad - KH) / stride + 1;
+    g.OW = (W + 2 * pad - KW) / stride + 1;
     g.P = g.OH * g.OW;
     g.K = C * KH * KW;
     g.Mp = round_up(M, mr);
+    g.Hh = (H + 1) / 2;
+    g.Wh = (W + 1) / 2;
+    g.RW = stride == 1 ? W : g.Wh;
+    g.PL = stride == 1 ? (ptrdiff_t)H * W : (ptrdiff_t)4 * g.Hh * g.Wh;
     return g;
 }
 
+/* Where tap (kh, kw) reads in a channel's source: output (oh, ow) reads
+ * source row oh + dh, column ow + dw of the plane at plane_off, valid for
+ * rows [0, hlim) and columns [0, wlim). Stride 2: input row 2*oh - pad +
+ * kh = 2*(oh + dh) + ph, so the plane of phase (ph, pw), whose rows are
+ * the input rows ph, ph + 2, ... (H - ph + 1) / 2 of them. */
+typedef struct {
+    ptrdiff_t plane_off;
+    int dh, dw, hlim, wlim;
+} tap_src;
+
+static tap_src tap_of(const geom *g, int kh, int kw)
+{
+    tap_src t = {0, kh - g->pad, kw - g->pad, g->H, g->W};
+    if (g->stride == 2) {
+        const int ph = (t.dh % 2 + 2) % 2, pw = (t.dw % 2 + 2) % 2; /* dh may be negative */
+        t.dh = (t.dh - ph) / 2, t.dw = (t.dw - pw) / 2;
+        t.hlim = (g->H - ph + 1) / 2, t.wlim = (g->W - pw + 1) / 2;
+        t.plane_off = (ptrdiff_t)(2 * ph + pw) * g->Hh * g->Wh;
+    }
+    return t;
+}
+
+/* The stride-2 source: xp[n][c][ph][pw][Hh][Wh] = x[n][c][2i + ph][2j + pw]
+ * (cells past the image are never read). One pass over x, so that every
+ * tap of a stride-2 conv reads runs of consecutive floats. */
+TARGET void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
+{
+    const int Hh = (H + 1) / 2, Wh = (W + 1) / 2;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+#pragma omp parallel for schedule(static) if ((size_t)N * C * H * W > 65536)
+    for (long nc = 0; nc < (long)N * C; nc++) {
+        const float *src = x + (size_t)nc * H * W;
+        float *dst = xp + (size_t)nc * 4 * Hh * Wh;
+        for (int h = 0; h < H; h++) {
+            const float *row = src + (size_t)h * W;
+            float *e = dst + ((size_t)(2 * (h & 1)) * Hh + h / 2) * Wh, *o = e + (size_t)Hh * Wh;
+            /* 32 input columns at a time: 16 even ones to e, 16 odd ones to o */
+            for (int j = 0; 2 * j < W; j += 16) {
+                const int left = W - 2 * j; /* input columns from 2j on */
+                const __mmask16 ma = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+                const __mmask16 mb = left >= 32   ? 0xFFFF
+                                     : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
+                                                 : 0;
+                const __m512 a = _mm512_maskz_loadu_ps(ma, row + 2 * j);
+                const __m512 b = _mm512_maskz_loadu_ps(mb, row + 2 * j + 16);
+                const int ne = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16, no = left / 2 < 16 ? left / 2 : 16;
+                _mm512_mask_storeu_ps(e + j, (__mmask16)((1u << ne) - 1),
+                                      _mm512_permutex2var_ps(a, ev, b));
+                _mm512_mask_storeu_ps(o + j, (__mmask16)((1u << no) - 1),
+                                      _mm512_permutex2var_ps(a, od, b));
+            }
+        }
+    }
+}
+
+size_t conv_ig_phases_floats(int N, int C, int H, int W)
+{
+    return (size_t)N * C * 4 * ((H + 1) / 2) * ((W + 1) / 2);
+}
+
 /* A run: lanes [lo, hi) of one 16-lane vector of a panel are output
- * columns ow0 + (lane - lo) of output row oh of sample n; lane l reads
- * x[base + off + l] for the k row at offset off. */
+ * columns ow0 + (lane - lo) of output row oh of sample n. */
 typedef struct {
     int lo, hi, n, oh, ow0;
-    ptrdiff_t base; /* x offset read by lane 0 at c = kh = kw = 0 */
 } run;
 
 typedef struct {
@@ -283,12 +356,9 @@ static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
             }
             run *r = &pm->runs[v][pm->nruns[v]++];
             r->lo = l, r->hi = l + 1, r->n = n, r->oh = oh, r->ow0 = ow;
-            r->base = (ptrdiff_t)n * g->C * g->H * g->W + (ptrdiff_t)(oh - g->pad) * g->W +
-                      (ow - g->pad) - l;
         }
     }
 }
-
 
 /* The loads of one kernel tap (kh, kw) for a panel's vectors: vector v
  * of the panel's row k = (c, kh, kw) is the masked loads e[start[v] ..
@@ -308,25 +378,27 @@ typedef struct {
 static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm, int nv, int kh,
                      int kw)
 {
+    const tap_src ts = tap_of(g, kh, kw);
     int n = 0;
     for (int v = 0; v < nv; v++) {
         start[v] = n;
         for (int q = 0; q < pm->nruns[v]; q++) {
             const run *r = &pm->runs[v][q];
-            const int ih = r->oh - g->pad + kh;
-            if (ih < 0 || ih >= g->H) continue;
-            /* lane l reads input column ow0 + l - lo - pad + kw */
-            const int l0 = r->lo - r->ow0 + g->pad - kw;
-            const int a = l0 > r->lo ? l0 : r->lo, b = l0 + g->W < r->hi ? l0 + g->W : r->hi;
+            const int ih = r->oh + ts.dh;
+            if (ih < 0 || ih >= ts.hlim) continue;
+            /* lane l reads source column ow0 + l - lo + dw */
+            const int l0 = r->lo - r->ow0 - ts.dw;
+            const int a = l0 > r->lo ? l0 : r->lo, b = l0 + ts.wlim < r->hi ? l0 + ts.wlim : r->hi;
             if (a >= b) continue;
             e[n].m = (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
-            e[n++].off = r->base + (ptrdiff_t)kh * g->W + kw;
+            e[n++].off = (ptrdiff_t)r->n * g->C * g->PL + ts.plane_off + (ptrdiff_t)ih * g->RW +
+                         r->ow0 - r->lo + ts.dw; /* where lane 0 would read */
         }
     }
     start[nv] = n;
 }
 
-/* Vector v of a row of the tap's channel plane xc = x + c*H*W. */
+/* Vector v of a row of the tap's channel xc = source + c*PL. */
 TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
 {
     __m512 val = _mm512_setzero_ps();
@@ -342,7 +414,7 @@ TARGET static void pack_b(float *bbuf, const float *x, const geom *g, long j0, i
                           int kc)
 {
     const int np = (nc + NR - 1) / NR, KK = g->KH * g->KW;
-    const size_t plane = (size_t)g->H * g->W;
+    const size_t plane = (size_t)g->PL;
     for (int q = 0; q < np; q++) {
         panel_map pm;
         tap_plan tp;
@@ -415,9 +487,10 @@ static void run_block(float *out, float *buf, const float *x, const float *ap, c
 }
 
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad)
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
+                 int pad)
 {
-    const geom g = geom_of(N, C, H, W, M, KH, KW, pad, MR);
+    const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
     const long cols = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads(), mpanels = g.Mp / MR;
     /* A grid of tm x tn threads, tm splitting the rows of out and tn its
@@ -512,7 +585,7 @@ TARGET static void pack_cols_t(float *bbuf, const float *x, const geom *g, long 
                     continue;
                 }
                 const int c = jj / KK, tap = jj % KK;
-                r[t] = tap_vec(x + (size_t)c * g->H * g->W, e[tap], start[tap], 0);
+                r[t] = tap_vec(x + (size_t)c * g->PL, e[tap], start[tap], 0);
             }
             transpose16(r); /* r[l]: pixel q0 + k + l, weights j0 + j .. +15 */
             float *d = bbuf + (size_t)(j / NR) * kc * NR + (size_t)k * NR + j % NR;
@@ -579,9 +652,9 @@ size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW)
 }
 
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad)
+                         int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
-    const geom g = geom_of(N, C, H, W, OC, KH, KW, pad, 16);
+    const geom g = geom_of(N, C, H, W, OC, KH, KW, stride, pad, 16);
     const long nq = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     const size_t per = wgrad_thread_floats(OC);
@@ -612,22 +685,28 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW) { return 0 * OC * C * KH * KW; }
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad)
+                         int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
-    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && pad);
+    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && stride && pad);
 }
 
 int conv_ig_available(void) { return 0; }
+size_t conv_ig_phases_floats(int N, int C, int H, int W) { return 0 * N * C * H * W; }
+void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
+{
+    AES_CHECK(0 && xp && x && N && C && H && W);
+}
 void conv_ig_pack(float *ap, const float *w, int M, int K) { AES_CHECK(0 && ap && w && M && K); }
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
 {
     AES_CHECK(0 && ap && w && OC && C && KH && KW);
 }
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad)
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
+                 int pad)
 {
     AES_CHECK(0 && out && scratch && x && ap && bias && accumulate && N && C && H && W && M &&
-              KH && KW && pad);
+              KH && KW && stride && pad);
 }
 
 #endif

@@ -937,7 +937,7 @@ void aes_encoder_alloc(aes_encoder *e, int maxB)
         aes_op *o = &e->ops[k];
         size_t s = 0, n1, n2, ni;
         if (o->kind == OP_CONV)
-            s = conv2d_scratch_floats(o->i[0], o->i[1], o->i[2], o->i[3], o->i[4], o->i[4],
+            s = conv2d_scratch_floats(maxB, o->i[0], o->i[1], o->i[2], o->i[3], o->i[4], o->i[4],
                                       o->i[5], o->i[6]);
         if (o->kind == OP_ATTN) s = threads * attention_scratch_floats(o->i[0], o->i[1], o->i[2]);
         saved_sizes(e, o, maxB, &n1, &n2, &ni);

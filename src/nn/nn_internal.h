@@ -11,32 +11,39 @@
 int aes_blas_serial_begin(void);
 void aes_blas_serial_end(int saved);
 
-/* Stride-1 convolution as an implicit GEMM with AVX-512 kernels
+/* Convolution of stride 1 or 2 as an implicit GEMM with AVX-512 kernels
  * (conv_x86.c). conv_ig_available: the CPU has AVX-512F (conv.c decides
  * whether to use it). conv_ig_run: out[N, M, OH, OW] = bias + conv(x[N,
- * C, H, W]) (or += without bias when accumulate), OH = H + 2*pad - KH + 1,
- * with the weights packed by conv_ig_pack (w[M, C*KH*KW]) or
- * conv_ig_pack_flipped (the input gradient: M = the forward's C, from the
- * forward's w[OC, C, KH, KW]) into conv_ig_packed_floats(M, C*KH*KW)
- * floats; scratch holds conv_ig_thread_floats() per OpenMP thread. */
+ * C, H, W]) (or += without bias when accumulate), OH = (H + 2*pad - KH) /
+ * stride + 1, with the weights packed by conv_ig_pack (w[M, C*KH*KW]) or
+ * conv_ig_pack_flipped (the input gradient of a stride-1 conv: M = the
+ * forward's C, from the forward's w[OC, C, KH, KW]) into
+ * conv_ig_packed_floats(M, C*KH*KW) floats; scratch holds
+ * conv_ig_thread_floats() per OpenMP thread. For stride 2, x is not the
+ * input but its phases, conv_ig_phases(xp, input, ...) into
+ * conv_ig_phases_floats(N, C, H, W) floats. */
 int conv_ig_available(void);
 size_t conv_ig_packed_floats(int M, int K);
 size_t conv_ig_thread_floats(void);
 void conv_ig_pack(float *ap, const float *w, int M, int K);
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW);
+size_t conv_ig_phases_floats(int N, int C, int H, int W);
+void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W);
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int pad);
-/* dw[OC, C*KH*KW] += the weight gradient of the same stride-1 conv, from
- * dy[N, OC, OH, OW] and x, for kernels of at most CONV_IG_WGRAD_MAX_TAPS
- * taps (KH*KW; 7x7); scratch: conv_ig_wgrad_floats(...) floats. */
-enum { CONV_IG_WGRAD_MAX_TAPS = 49 };
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
+                 int pad);
 /* Called by all T threads of a parallel region once each has filled its
  * copy priv[t*nw .. (t+1)*nw) of a weight gradient: waits for all, then
  * dw[i] += priv[0][i] + ... + priv[T-1][i], added in thread order so the
  * sums repeat bit for bit (the threads split i). */
 void conv_add_private(float *dw, const float *priv, int T, size_t nw);
+/* dw[OC, C*KH*KW] += the weight gradient of the same conv, from dy[N, OC,
+ * OH, OW] and x (for stride 2, its phases), for kernels of at most
+ * CONV_IG_WGRAD_MAX_TAPS taps (KH*KW; 7x7); scratch:
+ * conv_ig_wgrad_floats(...) floats. */
+enum { CONV_IG_WGRAD_MAX_TAPS = 49 };
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW);
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad);
+                         int H, int W, int OC, int KH, int KW, int stride, int pad);
 
 #endif

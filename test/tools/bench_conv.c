@@ -106,7 +106,7 @@ int main(int argc, char **argv)
         float *dx = aes_calloc(nin, sizeof(float), "dinp");
         float *dw = aes_calloc(nw, sizeof(float), "dw");
         float *col = aes_malloc(
-            conv2d_scratch_floats(k->C, k->H, k->W, k->OC, k->K, k->K, k->stride, k->pad) * sizeof(float),
+            conv2d_scratch_floats(N, k->C, k->H, k->W, k->OC, k->K, k->K, k->stride, k->pad) * sizeof(float),
             "col");
         double tf[2] = {1e30, 1e30}, tb[2] = {1e30, 1e30};
         for (int r = 0; r <= reps; r++) { /* the first round warms up */

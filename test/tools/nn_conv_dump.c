@@ -68,7 +68,7 @@ static void dump_conv(hid_t f, const conv_case *k, uint64_t key)
     float *dy = normal(nout, key + 4, 1.0f), *y = zeros(nout);
     float *dx = zeros(nin), *gw = zeros(nw), *gb = k->bias ? zeros(k->OC) : NULL;
     float *col =
-        zeros(conv2d_scratch_floats(k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
+        zeros(conv2d_scratch_floats(k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
 
     conv2d_forward(y, col, x, w, b, k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride,
                    k->pad);

@@ -101,7 +101,7 @@ static void test_conv(int N, int C, int H, int OC, int K, int stride, int pad, i
     ten x = mk((size_t)N * C * H * H, 1), w = mk((size_t)OC * C * K * K, 0.1f), b = mk(OC, 1);
     ten y = mk((size_t)N * OC * OH * OH, 0), dy = mk((size_t)N * OC * OH * OH, 1);
     ten dx = mk((size_t)N * C * H * H, 1), dw = mk((size_t)OC * C * K * K, 1), db = mk(OC, 1);
-    float *col = aes_malloc(sizeof(float) * (conv2d_scratch_floats(C, H, H, OC, K, K, stride, pad) + 1), "col");
+    float *col = aes_malloc(sizeof(float) * (conv2d_scratch_floats(N, C, H, H, OC, K, K, stride, pad) + 1), "col");
     conv2d_forward(y.h, col, x.h, w.h, bias ? b.h : NULL, N, C, H, H, OC, K, K, stride, pad);
     conv2d_forward_gpu(y.d, x.d, w.d, bias ? b.d : NULL, N, C, H, H, OC, K, K, stride, pad);
     EXPECT("out", y, TOL);

@@ -178,7 +178,7 @@ static void conv_ctx_init(conv_ctx *c, const conv_case *k, uint64_t key)
     c->b = k->bias ? fvec(k->OC) : NULL;
     c->out = fvec(c->nout);
     c->r = fvec(c->nout);
-    c->col = fvec(conv2d_scratch_floats(k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
+    c->col = fvec(conv2d_scratch_floats(k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
     fill_normal(c->inp, c->nin, key + 1, 1.0f);
     fill_normal(c->w, c->nw, key + 2, 0.5f);
     if (c->b) fill_normal(c->b, k->OC, key + 3, 0.5f);
@@ -852,9 +852,12 @@ int main(void)
      * samples (7x7 and 5x5 outputs); blocks of 384 columns; few columns,
      * where threads split the rows; weight gradients with few weights
      * (threads split the pixels) and with many (threads split the
-     * weights); and strided convs, which must stay on im2col + OpenBLAS
-     * with the implicit GEMM switched on. Each on both settings where the
-     * CPU has AVX-512, on the im2col path only where not. */
+     * weights); stride-2 convs, read from the input's four phase planes
+     * (odd and even sizes, so planes of unequal size; pads 0 to 3;
+     * non-square kernels; outputs of a few pixels, so panels span
+     * samples); and 1x1 convs, which stay on OpenBLAS with the implicit
+     * GEMM switched on. Each on both settings where the CPU has AVX-512,
+     * on the im2col path only where not. */
     const conv_case implicit[] = {
         {"3x3 s1 p1 OC 13 K 3 blocks", 3, 70, 9, 11, 13, 3, 3, 1, 1, 1},
         {"3x3 s1 p1 7x7 out, 40 ch", 5, 40, 7, 7, 40, 3, 3, 1, 1, 0},
@@ -866,6 +869,10 @@ int main(void)
         {"3x3 s2 p1 many ch", 2, 64, 15, 14, 40, 3, 3, 2, 1, 1},
         {"1x1 s2 p0 down", 3, 32, 14, 13, 24, 1, 1, 2, 0, 0},
         {"3x3 s2 p2 N1", 1, 9, 8, 23, 8, 3, 3, 2, 2, 1},
+        {"3x3 s2 p1 many weights", 2, 96, 9, 10, 20, 3, 3, 2, 1, 0},
+        {"5x3 s2 p0 even", 3, 7, 12, 10, 9, 5, 3, 2, 0, 1},
+        {"3x3 s2 p1 4x4 out N6", 6, 17, 7, 8, 11, 3, 3, 2, 1, 1},
+        {"5x5 s2 p2 odd", 2, 6, 17, 15, 10, 5, 5, 2, 2, 0},
     };
     for (int path = 1; path >= 0; path--) {
         const int was = conv2d_set_implicit(path);
