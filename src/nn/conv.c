@@ -493,10 +493,11 @@ static void blas_backward_private(float *dw, float *dinp, float *col, const floa
     float *priv = col + (size_t)T * per;
 #pragma omp parallel num_threads(T)
     {
-        const int t = omp_get_thread_num();
+        /* The team the runtime gave, which may be smaller than T */
+        const int t = omp_get_thread_num(), Ta = omp_get_num_threads();
         float *buf = s.direct ? NULL : col + (size_t)t * per, *mine = priv + (size_t)t * nw;
         memset(mine, 0, nw * sizeof(float));
-        for (int n = t * s.N / T; n < (t + 1) * s.N / T; n++) {
+        for (int n = t * s.N / Ta; n < (t + 1) * s.N / Ta; n++) {
             for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
                 const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
                 int ld;
@@ -505,7 +506,7 @@ static void blas_backward_private(float *dw, float *dinp, float *col, const floa
                 if (dinp) dinp_add(dinp, buf, dout, w, &s, n, oh0, oh1);
             }
         }
-        conv_add_private(dw, priv, T, nw);
+        conv_add_private(dw, priv, Ta, nw);
     }
 }
 

@@ -311,7 +311,8 @@ TARGET void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W
                                      : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
                                                  : 0;
                 const __m512 a = _mm512_maskz_loadu_ps(ma, row + 2 * j);
-                const __m512 b = _mm512_maskz_loadu_ps(mb, row + 2 * j + 16);
+                const __m512 b =
+                    mb ? _mm512_maskz_loadu_ps(mb, row + 2 * j + 16) : _mm512_setzero_ps();
                 const int ne = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16, no = left / 2 < 16 ? left / 2 : 16;
                 _mm512_mask_storeu_ps(e + j, (__mmask16)((1u << ne) - 1),
                                       _mm512_permutex2var_ps(a, ev, b));
@@ -401,9 +402,12 @@ static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm
 /* Vector v of a row of the tap's channel xc = source + c*PL. */
 TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
 {
+    /* Lane 0's address may lie before x (its lane masked off), so it is
+     * formed as an integer, not by pointer arithmetic out of the array. */
     __m512 val = _mm512_setzero_ps();
     for (int i = start[v]; i < start[v + 1]; i++)
-        val = _mm512_mask_loadu_ps(val, e[i].m, xc + e[i].off);
+        val = _mm512_mask_loadu_ps(
+            val, e[i].m, (const void *)((uintptr_t)xc + (uintptr_t)(e[i].off * (ptrdiff_t)sizeof(float))));
     return val;
 }
 
@@ -493,24 +497,27 @@ void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, co
     const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
     const long cols = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads(), mpanels = g.Mp / MR;
-    /* A grid of tm x tn threads, tm splitting the rows of out and tn its
-     * columns, in whole panels; the one whose busiest thread has the least
-     * work, counting the packing of a column panel as one more tile (each
-     * of the tm threads on the same columns packs them). The columns get
-     * all threads unless there are few of them (the 7x7 layers). */
-    int tm = 1;
-    long best = -1;
-    for (int d = 1; d <= T; d++) {
-        if (T % d || d > mpanels) continue;
-        const long pc = (cols + (long)(T / d) * NR - 1) / ((long)(T / d) * NR);
-        const long cost = pc * ((mpanels + d - 1) / d + 1);
-        if (best < 0 || cost < best) best = cost, tm = d;
-    }
-    const int tn = T / tm;
-    const long per = ((cols + tn - 1) / tn + NR - 1) / NR * NR;
-    const int mper = (mpanels + tm - 1) / tm * MR;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
+        /* The team the runtime gave (OMP_THREAD_LIMIT, OMP_DYNAMIC may make
+         * it smaller than asked) in a grid of tm x tn threads, tm splitting
+         * the rows of out and tn its columns, in whole panels; the one
+         * whose busiest thread has the least work, counting the packing of
+         * a column panel as one more tile (each of the tm threads on the
+         * same columns packs them). The columns get all threads unless
+         * there are few of them (the 7x7 layers). */
+        const int Ta = omp_get_num_threads();
+        int tm = 1;
+        long best = -1;
+        for (int d = 1; d <= Ta; d++) {
+            if (Ta % d || d > mpanels) continue;
+            const long pc = (cols + (long)(Ta / d) * NR - 1) / ((long)(Ta / d) * NR);
+            const long cost = pc * ((mpanels + d - 1) / d + 1);
+            if (best < 0 || cost < best) best = cost, tm = d;
+        }
+        const int tn = Ta / tm;
+        const long per = ((cols + tn - 1) / tn + NR - 1) / NR * NR;
+        const int mper = (mpanels + tm - 1) / tm * MR;
         const int t = omp_get_thread_num(), ti = t % tm, tj = t / tm;
         const long jb = tj * per < cols ? tj * per : cols, je = jb + per < cols ? jb + per : cols;
         const int m0 = ti * mper < g.Mp ? ti * mper : g.Mp;
@@ -658,22 +665,23 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
     const long nq = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     const size_t per = wgrad_thread_floats(OC);
-    const int panels = (g.K + NR - 1) / NR, by_pixels = wgrad_by_pixels(g.K, T);
-    float *priv = scratch + (size_t)T * per;
+    const int panels = (g.K + NR - 1) / NR;
+    float *priv = scratch + (size_t)T * per; /* sized for T: a smaller team fits */
     const size_t nw = (size_t)OC * g.K;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        const int t = omp_get_thread_num();
+        const int t = omp_get_thread_num(), Ta = omp_get_num_threads();
+        const int by_pixels = wgrad_by_pixels(g.K, Ta); /* implies wgrad_by_pixels(g.K, T) */
         float *buf = scratch + (size_t)t * per;
         if (by_pixels) {
-            const long qper = (nq + T - 1) / T;
+            const long qper = (nq + Ta - 1) / Ta;
             const long qb = t * qper < nq ? t * qper : nq, qe = qb + qper < nq ? qb + qper : nq;
             float *mine = priv + (size_t)t * nw;
             memset(mine, 0, nw * sizeof(float));
             if (qb < qe) wgrad_block(mine, buf, dy, x, &g, qb, qe, 0, g.K);
-            conv_add_private(dw, priv, T, nw);
+            conv_add_private(dw, priv, Ta, nw);
         } else {
-            const int pper = (panels + T - 1) / T;
+            const int pper = (panels + Ta - 1) / Ta;
             const int jb = t * pper * NR < g.K ? t * pper * NR : g.K;
             const int je = jb + pper * NR < g.K ? jb + pper * NR : g.K;
             if (jb < je) wgrad_block(dw, buf, dy, x, &g, 0, nq, jb, je);

@@ -51,8 +51,6 @@ TARGET static void gelu_bwd16(float *dinp, const float *dout, const float *inp, 
     _mm512_mask_storeu_ps(dinp + i, k,
                           _mm512_add_ps(acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dout + i), d)));
 }
-#else
-static int gelu_vec(void) { return 0; }
 #endif
 
 void gelu_forward(float *out, const float *inp, size_t n)
