@@ -116,27 +116,29 @@ static int dw_private(const conv_shape *s, int T)
 /* ---- which path --------------------------------------------------------
  *
  * On CPUs with AVX-512, convs larger than 1x1 of stride 1 (ResNet's 3x3
- * convs) and stride 2 (the stem, the strided 3x3 convs) run on the
- * implicit GEMM of conv_x86.c: the forward; the input gradient (stride 1:
- * square kernels with pad < KH, a stride-1 conv itself; stride 2: kernels
- * up to 7x7, as four stride-1 GEMMs, one per phase of the input); and for
- * stride 1 the weight gradient (kernels up to 7x7). Everything else runs
- * on im2col + OpenBLAS:
+ * convs) and stride 2 (the stem, the strided 3x3 convs) run their forward
+ * on the implicit GEMM of conv_x86.c; for stride 1 also the weight
+ * gradient (kernels up to 7x7) and the input gradient when the kernel is
+ * square with pad < KH (a stride-1 conv itself). Everything else runs on
+ * im2col + OpenBLAS:
  * - 1x1 convs, which need no im2col (OpenBLAS reads the input as it is)
  *   and where OpenBLAS's packing beat ours: bench_conv, 56x56 1x1 shapes,
  *   forward 3.4-3.5 ms against 3.8-3.9 (256->64), input gradient
  *   likewise, weight gradient 8-9 against 12-13 ms with our transposing
  *   packs;
- * - the weight gradient of stride-2 convs: ours from the input's phase
- *   planes was slower than OpenBLAS on private dw copies (stem 12.1
- *   against 10.8 ms).
+ * - the backward of stride-2 convs. Our weight gradient from the input's
+ *   phase planes was slower than OpenBLAS on private dw copies (stem 12.1
+ *   against 10.8 ms). An input gradient as one stride-1 GEMM per phase of
+ *   the input gained about 1 ms of 19 on the 128-channel 3x3 at 56x56
+ *   but lost on the demo model's small strided convs (0.55-0.68 against
+ *   0.48-0.57 ms at batch 32), so it was taken out again.
  * bench_conv times both paths in turn in one process (N = 8, 2 threads,
  * SkylakeX kernels). Forward + backward in ms, implicit against im2col,
- * two runs: 3x3 at 56x56 23.8-24.0 against 28.3-28.4, at 28x28 20.1-21.2
- * against 23.5-24.3, at 14x14 19.8-20.6 against 23.1-24.1, at 7x7
- * 24.2-24.7 against 27.2-27.5; the stem 21.8-22.3 against 23.0-28.2 and
- * the stride-2 3x3 at 56x56 26.7-27.2 against 27.7-27.8. All shapes
- * together 76% of the sgemm peak measured beside them against 68-69%.
+ * two runs: 3x3 at 56x56 22.3-23.1 against 26.4-27.2, at 28x28 19.9-20.6
+ * against 22.6-23.2, at 14x14 19.4-20.0 against 22.7-23.5, at 7x7
+ * 23.5-23.8 against 26.0-27.2; forward of the stem 9.0-9.2 against
+ * 9.6-9.7, of the stride-2 3x3 8.3-8.5 against 8.7-9.0. All shapes
+ * together 73-75% of the sgemm peak measured beside them against 67-69%.
  *
  * AESNET_CONV=im2col (or conv2d_set_implicit(0), for tests and
  * benchmarks) puts every conv on im2col + OpenBLAS. */
@@ -164,7 +166,7 @@ int conv2d_set_implicit(int on)
 
 const char *conv2d_path(void)
 {
-    if (ig_on()) return "implicit GEMM (AVX-512) for convs larger than 1x1 of stride 1 and 2, "
+    if (ig_on()) return "implicit GEMM (AVX-512) for stride-1 and stride-2 convs larger than 1x1, "
                         "im2col + BLAS for the rest";
     return conv_ig_available() ? "im2col + BLAS (AESNET_CONV=im2col)" : "im2col + BLAS";
 }
@@ -176,8 +178,7 @@ static int ig_forward(const conv_shape *s)
 
 static int ig_dinp(const conv_shape *s)
 {
-    if (s->stride == 2) return ig_forward(s) && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
-    return ig_forward(s) && s->KH == s->KW && s->pad < s->KH;
+    return ig_forward(s) && s->stride == 1 && s->KH == s->KW && s->pad < s->KH;
 }
 
 static int ig_wgrad(const conv_shape *s)
@@ -210,8 +211,6 @@ size_t conv2d_scratch_floats(int N, int C, int H, int W, int OC, int KH, int KW,
     x = conv_ig_packed_floats(C, OC * KH * KW) + T * conv_ig_thread_floats();
     if (x > need) need = x;
     x = conv_ig_wgrad_floats(OC, C, KH, KW);
-    if (x > need) need = x;
-    x = stride == 2 ? conv_ig_dinp_s2_floats(N, C, H, W, OC, KH, KW) : 0;
     return x > need ? x : need;
 }
 
@@ -589,9 +588,7 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
     if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, 1, pad);
     if (!own_dw || (dinp && !own_dinp))
         blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
-    if (own_dinp && stride == 2) {
-        conv_ig_dinp_s2(dinp, col, dout, w, N, C, H, W, OC, KH, KW, pad);
-    } else if (own_dinp) {
+    if (own_dinp) {
         conv_ig_pack_flipped(col, w, OC, C, KH, KW);
         conv_ig_run(dinp, col + conv_ig_packed_floats(C, OC * KH * KW), dout, col, NULL, 1, N,
                     OC, s.OH, s.OW, C, KH, KW, 1, KH - 1 - pad);

@@ -8,9 +8,7 @@
  * 180 degrees, padding KH-1-pad), and for the weight gradient of stride-1
  * convs (below). Stride 2 reads the input's four phase planes (even/odd
  * rows by even/odd columns, one pass over the input, conv_ig_phases), in
- * which every tap of the kernel reads a stride-1 window of one plane; its
- * input gradient is one stride-1 GEMM per phase of the input, over dout
- * with that phase's taps (conv_ig_dinp_s2).
+ * which every tap of the kernel reads a stride-1 window of one plane.
  *
  * Why (issue 3, the 70% target). With im2col + OpenBLAS, every conv
  * writes its col matrix (C*KH*KW x OH*OW floats per sample) and OpenBLAS
@@ -89,8 +87,8 @@ int conv_ig_available(void)
 /* Everything below runs only where conv_ig_available(): all of it is
  * compiled for AVX-512, so that no legacy-SSE code (a helper returning a
  * struct, say) runs between AVX-512 code with the upper register halves
- * dirty. A helper compiled without it cost the stem's forward 9 ms of 18
- * in such transitions. */
+ * dirty. A helper compiled without it once cost the stem's forward 9 ms
+ * of 18 in such transitions. */
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 
@@ -228,60 +226,42 @@ TARGET void conv_ig_pack(float *ap, const float *w, int M, int K)
     }
 }
 
-/* Input-gradient weights from w[OC, C, KK]: A[c][oc*nt + t] =
- * w[oc][c][idx[t]] for a list of nt taps. The 8 rows of a panel at one
+/* The input-gradient weights: A[c][oc*KK + t] = w[oc][c][KK-1-t], KK =
+ * KH*KW (the kernel turned by 180 degrees). The 8 rows of a panel at one
  * oc are 8*KK consecutive floats of w. */
-static void pack_a_taps(float *ap, const float *w, int OC, int C, int KK, const int *idx, int nt)
+void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
 {
-    const int K = OC * nt, Mp = round_up(C, MR), npanels = Mp / MR;
+    const int KK = KH * KW, K = OC * KK, Mp = round_up(C, MR), npanels = Mp / MR;
 #pragma omp parallel for schedule(static) if ((size_t)C * K > 32768)
     for (int pi = 0; pi < npanels; pi++) {
         const int c0 = pi * MR, rows = C - c0 < MR ? C - c0 : MR;
         for (int oc = 0; oc < OC; oc++) {
             const float *src = w + ((size_t)oc * C + c0) * KK;
-            for (int t = 0; t < nt; t++) {
-                const int k = oc * nt + t, pc = k / KC * KC, kc = K - pc < KC ? K - pc : KC;
+            for (int t = 0; t < KK; t++) {
+                const int k = oc * KK + t, pc = k / KC * KC, kc = K - pc < KC ? K - pc : KC;
                 float *d = ap + (size_t)pc * Mp + (size_t)c0 * kc + (size_t)(k - pc) * MR;
-                for (int i = 0; i < rows; i++) d[i] = src[i * KK + idx[t]];
+                for (int i = 0; i < rows; i++) d[i] = src[i * KK + KK - 1 - t];
                 for (int i = rows; i < MR; i++) d[i] = 0.0f;
             }
         }
     }
 }
 
-/* The stride-1 input gradient's: the kernel turned by 180 degrees,
- * A[c][oc*KK + t] = w[oc][c][KK-1-t]. */
-void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
-{
-    int idx[CONV_IG_WGRAD_MAX_TAPS * 4];
-    const int KK = KH * KW;
-    AES_CHECK(KK <= (int)(sizeof idx / sizeof idx[0]));
-    for (int t = 0; t < KK; t++) idx[t] = KK - 1 - t;
-    pack_a_taps(ap, w, OC, C, KK, idx, KK);
-}
-
-typedef struct {
-    ptrdiff_t plane_off;
-    int dh, dw, hlim, wlim;
-} tap_src;
-
 /* A conv of stride 1 or 2: x[N, C, H, W] to out[N, M, OH, OW]; K =
- * C*KK, KK = KH*KW taps, P = OH*OW, Mp = M rounded up to the packing's
- * row tile. The packing reads the source: x itself for stride 1; for
- * stride 2 its phases (conv_ig_phases), where a tap reads a stride-1
- * window of one phase plane. Per channel the source holds PL floats in
- * rows of RW. taps: NULL, or KK taps of a table (tap_of). */
+ * C*KH*KW, P = OH*OW, Mp = M rounded up to the packing's row tile. The
+ * packing reads the source: x itself for stride 1; for stride 2 its
+ * phases (conv_ig_phases), where a tap reads a stride-1 window of one
+ * phase plane. Per channel the source holds PL floats in rows of RW. */
 typedef struct {
-    int N, C, H, W, M, KH, KW, stride, pad, OH, OW, P, K, Mp, KK;
+    int N, C, H, W, M, KH, KW, stride, pad, OH, OW, P, K, Mp;
     int Hh, Wh;   /* stride 2: a phase plane's rows and columns */
     int RW;       /* source row pitch */
     ptrdiff_t PL; /* source floats per channel */
-    const tap_src *taps;
 } geom;
 
 static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int stride, int pad, int mr)
 {
-    geom g = {N, C, H, W, M, KH, KW, stride, pad, 0, 0, 0, 0, 0, KH * KW, 0, 0, 0, 0, NULL};
+    geom g = {N, C, H, W, M, KH, KW, stride, pad, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     g.OH = (H + 2 * pad - KH) / stride + 1;
     g.OW = (W + 2 * pad - KW) / stride + 1;
     g.P = g.OH * g.OW;
@@ -294,17 +274,18 @@ static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int strid
     return g;
 }
 
-/* Where tap t = (kh, kw) reads in a channel's source: output (oh, ow)
- * reads source row oh + dh, column ow + dw of the plane at plane_off,
- * valid for rows [0, hlim) and columns [0, wlim). Stride 2: input row
- * 2*oh - pad + kh = 2*(oh + dh) + ph, so the plane of phase (ph, pw),
- * whose rows are the input rows ph, ph + 2, ... (H - ph + 1) / 2 of them.
- * A geom with its own tap table (the input gradient of a stride-2 conv)
- * reads it from there. */
-TARGET static inline tap_src tap_of(const geom *g, int tap)
+/* Where tap (kh, kw) reads in a channel's source: output (oh, ow) reads
+ * source row oh + dh, column ow + dw of the plane at plane_off, valid for
+ * rows [0, hlim) and columns [0, wlim). Stride 2: input row 2*oh - pad +
+ * kh = 2*(oh + dh) + ph, so the plane of phase (ph, pw), whose rows are
+ * the input rows ph, ph + 2, ... (H - ph + 1) / 2 of them. */
+typedef struct {
+    ptrdiff_t plane_off;
+    int dh, dw, hlim, wlim;
+} tap_src;
+
+static tap_src tap_of(const geom *g, int kh, int kw)
 {
-    if (g->taps) return g->taps[tap];
-    const int kh = tap / g->KW, kw = tap % g->KW;
     tap_src t = {0, kh - g->pad, kw - g->pad, g->H, g->W};
     if (g->stride == 2) {
         const int ph = (t.dh % 2 + 2) % 2, pw = (t.dw % 2 + 2) % 2; /* dh may be negative */
@@ -366,7 +347,7 @@ typedef struct {
     run runs[NV][16];
 } panel_map;
 
-TARGET static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
+static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
 {
     for (int v = 0; v < NV; v++) {
         pm->nruns[v] = 0;
@@ -403,10 +384,10 @@ typedef struct {
     tap_load e[NR]; /* at most one per run, and a run has a lane at least */
 } tap_plan;
 
-TARGET static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm, int nv,
-                            int tap)
+static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm, int nv, int kh,
+                     int kw)
 {
-    const tap_src ts = tap_of(g, tap);
+    const tap_src ts = tap_of(g, kh, kw);
     int n = 0;
     for (int v = 0; v < nv; v++) {
         start[v] = n;
@@ -444,7 +425,7 @@ TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const in
 TARGET static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, int k0,
                           int kc)
 {
-    const int np = (nc + NR - 1) / NR, KK = g->KK;
+    const int np = (nc + NR - 1) / NR, KK = g->KH * g->KW;
     const size_t plane = (size_t)g->PL;
     for (int q = 0; q < np; q++) {
         panel_map pm;
@@ -454,7 +435,7 @@ TARGET static void pack_b(float *bbuf, const float *x, const geom *g, long j0, i
         for (int t = 0; t < KK; t++) {
             int c = k0 > t ? (k0 - t + KK - 1) / KK : 0; /* the first c*KK + t >= k0 */
             if (c * KK + t >= k0 + kc) continue;
-            plan_tap(tp.e, tp.start, g, &pm, NV, t);
+            plan_tap(tp.e, tp.start, g, &pm, NV, t / g->KW, t % g->KW);
             for (int k = c * KK + t; k < k0 + kc; k += KK, c++) {
                 float *dst = panel + (size_t)(k - k0) * NR;
                 for (int v = 0; v < NV; v++)
@@ -517,11 +498,12 @@ static void run_block(float *out, float *buf, const float *x, const float *ap, c
     }
 }
 
-static void run_geom(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                     int accumulate, const geom *gp)
+void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
+                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
+                 int pad)
 {
-    const geom g = *gp;
-    const long cols = (long)g.N * g.P;
+    const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
+    const long cols = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads(), mpanels = g.Mp / MR;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
@@ -551,77 +533,6 @@ static void run_geom(float *out, float *scratch, const float *x, const float *ap
         if (jb < je && m0 < m1)
             run_block(out, scratch + (size_t)t * conv_ig_thread_floats(), x, ap, bias,
                       accumulate, &g, jb, je, m0, m1);
-    }
-}
-
-void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
-                 int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
-                 int pad)
-{
-    const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
-    run_geom(out, scratch, x, ap, bias, accumulate, &g);
-}
-
-/* ---- input gradient of a stride-2 conv ------------------------------------
- *
- * dinp[c][2i + ph][2j + pw] = sum over oc and the taps (kh, kw) with
- * kh = ph + pad (mod 2) and kw = pw + pad (mod 2) of w[oc][c][kh][kw] *
- * dy[oc][i + dh][j + dw], dh = (ph + pad - kh) / 2, dw likewise: for each
- * of the four phases (ph, pw) a stride-1 GEMM over dy with its own taps,
- * M = C, K = OC * (its taps), written into a phase plane that is then
- * added into dinp at every other row and column. The phases together do
- * the FLOPs of the whole conv, and no col matrix or col2im is needed. */
-static int phase_taps(tap_src *taps, int *idx, int ph, int pw, int KH, int KW, int pad, int OH,
-                      int OW)
-{
-    int nt = 0;
-    for (int kh = 0; kh < KH; kh++) {
-        if ((ph + pad - kh) % 2) continue;
-        for (int kw = 0; kw < KW; kw++) {
-            if ((pw + pad - kw) % 2) continue;
-            const tap_src t = {0, (ph + pad - kh) / 2, (pw + pad - kw) / 2, OH, OW};
-            taps[nt] = t;
-            idx[nt++] = kh * KW + kw;
-        }
-    }
-    return nt;
-}
-
-size_t conv_ig_dinp_s2_floats(int N, int C, int H, int W, int OC, int KH, int KW)
-{
-    const size_t T = (size_t)omp_get_max_threads(), KK = (size_t)KH * KW;
-    return (size_t)round_up(C, MR) * OC * KK + T * conv_ig_thread_floats() +
-           (size_t)N * C * ((H + 1) / 2) * ((W + 1) / 2);
-}
-
-void conv_ig_dinp_s2(float *dinp, float *scratch, const float *dy, const float *w, int N, int C,
-                     int H, int W, int OC, int KH, int KW, int pad)
-{
-    AES_CHECK(KH * KW <= CONV_IG_WGRAD_MAX_TAPS);
-    const int OH = (H + 2 * pad - KH) / 2 + 1, OW = (W + 2 * pad - KW) / 2 + 1;
-    const int T = omp_get_max_threads();
-    float *ap = scratch, *bufs = ap + (size_t)round_up(C, MR) * OC * KH * KW;
-    float *plane = bufs + (size_t)T * conv_ig_thread_floats();
-    for (int ph = 0; ph < 2; ph++) {
-        for (int pw = 0; pw < 2; pw++) {
-            tap_src taps[CONV_IG_WGRAD_MAX_TAPS];
-            int idx[CONV_IG_WGRAD_MAX_TAPS];
-            const int nt = phase_taps(taps, idx, ph, pw, KH, KW, pad, OH, OW);
-            const int Hp = (H - ph + 1) / 2, Wp = (W - pw + 1) / 2;
-            if (nt == 0 || Hp == 0 || Wp == 0) continue;
-            geom g = geom_of(N, OC, OH, OW, C, 1, 1, 1, 0, MR); /* source: dy */
-            g.OH = Hp, g.OW = Wp, g.P = Hp * Wp, g.KK = nt, g.K = OC * nt, g.taps = taps;
-            pack_a_taps(ap, w, OC, C, KH * KW, idx, nt);
-            run_geom(plane, bufs, dy, ap, NULL, 0, &g);
-            const size_t pp = (size_t)Hp * Wp;
-#pragma omp parallel for schedule(static) if ((size_t)N * C * pp > 65536)
-            for (long nc = 0; nc < (long)N * C; nc++) {
-                const float *src = plane + (size_t)nc * pp;
-                float *dst = dinp + (size_t)nc * H * W + (size_t)ph * W + pw;
-                for (int i = 0; i < Hp; i++)
-                    for (int j = 0; j < Wp; j++) dst[(size_t)2 * i * W + 2 * j] += src[(size_t)i * Wp + j];
-            }
-        }
     }
 }
 
@@ -672,14 +583,14 @@ TARGET static void pack_dy(float *ap, const float *dy, const geom *g, long q0, i
 TARGET static void pack_cols_t(float *bbuf, const float *x, const geom *g, long q0, int kc, long nq,
                                int j0, int nc)
 {
-    const int KK = g->KK;
+    const int KK = g->KH * g->KW;
     tap_load e[CONV_IG_WGRAD_MAX_TAPS][16];
     int start[CONV_IG_WGRAD_MAX_TAPS][2];
     for (int k = 0; k < kc; k += 16) {
         panel_map pm;
         const long left = nq - (q0 + k);
         map_panel(&pm, g, q0 + k, left < 16 ? (int)left : 16);
-        for (int t = 0; t < KK; t++) plan_tap(e[t], start[t], g, &pm, 1, t);
+        for (int t = 0; t < KK; t++) plan_tap(e[t], start[t], g, &pm, 1, t / g->KW, t % g->KW);
         for (int j = 0; j < nc; j += 16) {
             __m512 r[16];
             for (int t = 0; t < 16; t++) {
@@ -798,15 +709,6 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 }
 
 int conv_ig_available(void) { return 0; }
-size_t conv_ig_dinp_s2_floats(int N, int C, int H, int W, int OC, int KH, int KW)
-{
-    return 0 * N * C * H * W * OC * KH * KW;
-}
-void conv_ig_dinp_s2(float *dinp, float *scratch, const float *dy, const float *w, int N, int C,
-                     int H, int W, int OC, int KH, int KW, int pad)
-{
-    AES_CHECK(0 && dinp && scratch && dy && w && N && C && H && W && OC && KH && KW && pad);
-}
 size_t conv_ig_phases_floats(int N, int C, int H, int W) { return 0 * N * C * H * W; }
 void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
 {

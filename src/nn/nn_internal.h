@@ -32,12 +32,6 @@ void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W);
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
                  int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
                  int pad);
-/* dinp[N, C, H, W] += the input gradient of a stride-2 conv (w[OC, C, KH,
- * KW], KH*KW <= CONV_IG_WGRAD_MAX_TAPS) from dy, as four stride-1 GEMMs,
- * one per phase of dinp; scratch: conv_ig_dinp_s2_floats(...) floats. */
-size_t conv_ig_dinp_s2_floats(int N, int C, int H, int W, int OC, int KH, int KW);
-void conv_ig_dinp_s2(float *dinp, float *scratch, const float *dy, const float *w, int N, int C,
-                     int H, int W, int OC, int KH, int KW, int pad);
 /* Called by all T threads of a parallel region once each has filled its
  * copy priv[t*nw .. (t+1)*nw) of a weight gradient: waits for all, then
  * dw[i] += priv[0][i] + ... + priv[T-1][i], added in thread order so the
