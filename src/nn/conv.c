@@ -478,6 +478,25 @@ void conv_add_private(float *dw, const float *priv, int T, size_t nw)
     }
 }
 
+/* dw += (when not NULL) and dinp += (when not NULL) the gradients of
+ * samples [n0, n1), a col block at a time in buf. */
+static void samples_backward(float *dw, float *dinp, float *buf, const float *dout,
+                             const float *inp, const float *w, const conv_shape *s, int n0, int n1)
+{
+    const size_t in_per = (size_t)s->C * s->H * s->W, out_per = (size_t)s->OC * s->P;
+    for (int n = n0; n < n1; n++) {
+        for (int oh0 = 0; oh0 < s->OH; oh0 += s->rows) {
+            const int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH;
+            int ld;
+            if (dw) {
+                const float *cb = col_block(buf, inp + n * in_per, s, oh0, oh1, &ld);
+                dw_add(dw, dout + n * out_per, cb, ld, s, oh0, oh1, 0, s->OC, 0, s->CKK);
+            }
+            if (dinp) dinp_add(dinp, buf, dout, w, s, n, oh0, oh1);
+        }
+    }
+}
+
 /* The sample-parallel backward with private copies of dw: each thread
  * takes a contiguous range of samples, adds their weight gradients into a
  * dw of its own with full-size GEMMs and does their input gradients, with
@@ -489,8 +508,7 @@ static void blas_backward_private(float *dw, float *dinp, float *col, const floa
 {
     const conv_shape s = *sp;
     const int T = omp_get_max_threads();
-    const size_t per = col_floats(&s), in_per = (size_t)s.C * s.H * s.W,
-                 out_per = (size_t)s.OC * s.P, nw = (size_t)s.OC * s.CKK;
+    const size_t per = col_floats(&s), nw = (size_t)s.OC * s.CKK;
     float *priv = col + (size_t)T * per;
 #pragma omp parallel num_threads(T)
     {
@@ -498,15 +516,7 @@ static void blas_backward_private(float *dw, float *dinp, float *col, const floa
         const int t = omp_get_thread_num(), Ta = omp_get_num_threads();
         float *buf = s.direct ? NULL : col + (size_t)t * per, *mine = priv + (size_t)t * nw;
         memset(mine, 0, nw * sizeof(float));
-        for (int n = t * s.N / Ta; n < (t + 1) * s.N / Ta; n++) {
-            for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
-                const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
-                int ld;
-                const float *cb = col_block(buf, inp + n * in_per, &s, oh0, oh1, &ld);
-                dw_add(mine, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, s.OC, 0, s.CKK);
-                if (dinp) dinp_add(dinp, buf, dout, w, &s, n, oh0, oh1);
-            }
-        }
+        samples_backward(mine, dinp, buf, dout, inp, w, &s, t * s.N / Ta, (t + 1) * s.N / Ta);
         conv_add_private(dw, priv, Ta, nw);
     }
 }
@@ -521,17 +531,7 @@ static void blas_backward(float *dw, float *dinp, float *col, const float *dout,
     const size_t per = col_floats(&s), in_per = (size_t)s.C * s.H * s.W, out_per = (size_t)OC * s.P;
 
     if (!use_sample_parallel(N)) {
-        for (int n = 0; n < N; n++) {
-            for (int oh0 = 0; oh0 < s.OH; oh0 += s.rows) {
-                const int oh1 = oh0 + s.rows < s.OH ? oh0 + s.rows : s.OH;
-                int ld;
-                if (dw) {
-                    const float *cb = col_block(col, inp + n * in_per, &s, oh0, oh1, &ld);
-                    dw_add(dw, dout + n * out_per, cb, ld, &s, oh0, oh1, 0, OC, 0, s.CKK);
-                }
-                if (dinp) dinp_add(dinp, col, dout, w, &s, n, oh0, oh1);
-            }
-        }
+        samples_backward(dw, dinp, col, dout, inp, w, &s, 0, N);
         return;
     }
 
@@ -585,7 +585,7 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
     const conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     if (db) db_add(db, dout, &s);
     const int own_dw = ig_wgrad(&s), own_dinp = dinp && ig_dinp(&s);
-    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, 1, pad);
+    if (own_dw) conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, pad);
     if (!own_dw || (dinp && !own_dinp))
         blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
     if (own_dinp) {

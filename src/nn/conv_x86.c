@@ -667,9 +667,9 @@ size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW)
 }
 
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int stride, int pad)
+                         int H, int W, int OC, int KH, int KW, int pad)
 {
-    const geom g = geom_of(N, C, H, W, OC, KH, KW, stride, pad, 16);
+    const geom g = geom_of(N, C, H, W, OC, KH, KW, 1, pad, 16);
     const long nq = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     const size_t per = wgrad_thread_floats(OC);
@@ -703,9 +703,9 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW) { return 0 * OC * C * KH * KW; }
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int stride, int pad)
+                         int H, int W, int OC, int KH, int KW, int pad)
 {
-    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && stride && pad);
+    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && pad);
 }
 
 int conv_ig_available(void) { return 0; }

@@ -37,13 +37,12 @@ void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, co
  * dw[i] += priv[0][i] + ... + priv[T-1][i], added in thread order so the
  * sums repeat bit for bit (the threads split i). */
 void conv_add_private(float *dw, const float *priv, int T, size_t nw);
-/* dw[OC, C*KH*KW] += the weight gradient of the same conv, from dy[N, OC,
- * OH, OW] and x (for stride 2, its phases), for kernels of at most
- * CONV_IG_WGRAD_MAX_TAPS taps (KH*KW; 7x7); scratch:
- * conv_ig_wgrad_floats(...) floats. */
+/* dw[OC, C*KH*KW] += the weight gradient of a stride-1 conv, from dy[N,
+ * OC, OH, OW] and x, for kernels of at most CONV_IG_WGRAD_MAX_TAPS taps
+ * (KH*KW; 7x7); scratch: conv_ig_wgrad_floats(...) floats. */
 enum { CONV_IG_WGRAD_MAX_TAPS = 49 };
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW);
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int stride, int pad);
+                         int H, int W, int OC, int KH, int KW, int pad);
 
 #endif
