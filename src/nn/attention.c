@@ -37,10 +37,10 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
 
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
+#include "core/avx512.h"
 #include "nn/nn_internal.h"
 
 /* The row operations between the products: softmax forward, and the
@@ -69,13 +69,8 @@ static double dot_scalar(const float *a, const float *b, int n)
     return dot;
 }
 
-#if defined(AESNET_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define ATT_VEC 1
+#ifdef AES_MVEC
 #define TARGET __attribute__((target("avx512f")))
-__m512 _ZGVeN16v_expf(__m512 x); /* libmvec's 16-lane expf */
-
-static __mmask16 lanes(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 
 /* The exact products of 16 float pairs added into two double vectors. */
 TARGET static inline void dot_add(__m512d *s0, __m512d *s1, __m512 a, __m512 b)
@@ -91,11 +86,12 @@ TARGET static void softmax_row_vec(float *row, int n, int T)
 {
     __m512 vm = _mm512_set1_ps(-INFINITY);
     for (int j = 0; j < n; j += 16)
-        vm = _mm512_mask_max_ps(vm, lanes(n - j), vm, _mm512_maskz_loadu_ps(lanes(n - j), row + j));
+        vm = _mm512_mask_max_ps(vm, aes_lanes(n - j), vm,
+                                _mm512_maskz_loadu_ps(aes_lanes(n - j), row + j));
     const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm)), one = _mm512_set1_ps(1.0f);
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 k = lanes(n - j);
+        const __mmask16 k = aes_lanes(n - j);
         const __m512 e = _mm512_maskz_mov_ps(
             k, _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx)));
         _mm512_mask_storeu_ps(row + j, k, e);
@@ -103,8 +99,8 @@ TARGET static void softmax_row_vec(float *row, int n, int T)
     }
     const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
     for (int j = 0; j < T; j += 16) {
-        const __m512 r = _mm512_maskz_loadu_ps(lanes(n - j < 0 ? 0 : n - j), row + j);
-        _mm512_mask_storeu_ps(row + j, lanes(T - j), _mm512_mul_ps(r, inv));
+        const __m512 r = _mm512_maskz_loadu_ps(aes_lanes(n - j), row + j);
+        _mm512_mask_storeu_ps(row + j, aes_lanes(T - j), _mm512_mul_ps(r, inv));
     }
 }
 
@@ -112,19 +108,26 @@ TARGET static double dot_vec(const float *a, const float *b, int n)
 {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
     for (int j = 0; j < n; j += 16)
-        dot_add(&s0, &s1, _mm512_maskz_loadu_ps(lanes(n - j), a + j),
-                _mm512_maskz_loadu_ps(lanes(n - j), b + j));
+        dot_add(&s0, &s1, _mm512_maskz_loadu_ps(aes_lanes(n - j), a + j),
+                _mm512_maskz_loadu_ps(aes_lanes(n - j), b + j));
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
-static int att_vec(void) { return __builtin_cpu_supports("avx512f"); }
-#else
-static int att_vec(void) { return 0; }
 #endif
+
+/* Whether the 16-lane row operations run on this CPU. */
+static int row_vec(void)
+{
+#ifdef AES_MVEC
+    return aes_avx512();
+#else
+    return 0;
+#endif
+}
 
 static void softmax_row(float *row, int n, int T, int vec)
 {
-#ifdef ATT_VEC
+#ifdef AES_MVEC
     if (vec) {
         softmax_row_vec(row, n, T);
         return;
@@ -136,7 +139,7 @@ static void softmax_row(float *row, int n, int T, int vec)
 
 static double dot_row(const float *a, const float *b, int n, int vec)
 {
-#ifdef ATT_VEC
+#ifdef AES_MVEC
     if (vec) return dot_vec(a, b, n);
 #endif
     (void)vec;
@@ -150,7 +153,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     const int hs = C / NH;
     const int C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    const int nbh = B * NH, vec = att_vec();
+    const int nbh = B * NH, vec = row_vec();
     const int saved = aes_blas_serial_begin();
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < nbh; bh++) {
@@ -190,7 +193,7 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
     const int hs = C / NH;
     const int C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    const int nbh = B * NH, vec = att_vec();
+    const int nbh = B * NH, vec = row_vec();
     const size_t per = attention_scratch_floats(T, C, NH);
     const int saved = aes_blas_serial_begin();
 #pragma omp parallel

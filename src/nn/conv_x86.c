@@ -61,13 +61,8 @@
 #include <omp.h>
 
 #include "aesnet/core.h"
+#include "core/avx512.h"
 #include "nn/nn_internal.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define CONV_X86 1
-#define TARGET __attribute__((target("avx512f")))
-#endif
 
 enum { MR = 8, NV = 3, NR = 16 * NV, KC = 256, NC = 8 * NR };
 
@@ -77,12 +72,9 @@ size_t conv_ig_packed_floats(int M, int K) { return (size_t)round_up(M, MR) * K;
 
 size_t conv_ig_thread_floats(void) { return (size_t)KC * NC + (size_t)MR * NR; }
 
-#ifdef CONV_X86
+#ifdef AES_X86
 
-int conv_ig_available(void)
-{
-    return __builtin_cpu_supports("avx512f");
-}
+int conv_ig_available(void) { return aes_avx512(); }
 
 /* Everything below runs only where conv_ig_available(): all of it is
  * compiled for AVX-512, so that no legacy-SSE code (a helper returning a
@@ -96,7 +88,7 @@ int conv_ig_available(void)
  * init = c itself (add) or bias[0:8] per row (bias may be NULL: zero).
  * a: kc x 8, b: kc rows of NR floats (the first 16*nv used), both packed
  * k-major. nv < 3 serves panels of at most 32 or 16 columns. */
-TARGET static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline)) void
 kernel_8xv(int nv, int kc, const float *a, const float *b, float *c, size_t ldc, int add,
            const float *bias)
 {
@@ -130,19 +122,19 @@ kernel_8xv(int nv, int kc, const float *a, const float *b, float *c, size_t ldc,
     }
 }
 
-TARGET static void kernel_8x48(int kc, const float *a, const float *b, float *c, size_t ldc,
+static void kernel_8x48(int kc, const float *a, const float *b, float *c, size_t ldc,
                                int add, const float *bias)
 {
     kernel_8xv(3, kc, a, b, c, ldc, add, bias);
 }
 
-TARGET static void kernel_8x32(int kc, const float *a, const float *b, float *c, size_t ldc,
+static void kernel_8x32(int kc, const float *a, const float *b, float *c, size_t ldc,
                                int add, const float *bias)
 {
     kernel_8xv(2, kc, a, b, c, ldc, add, bias);
 }
 
-TARGET static void kernel_8x16(int kc, const float *a, const float *b, float *c, size_t ldc,
+static void kernel_8x16(int kc, const float *a, const float *b, float *c, size_t ldc,
                                int add, const float *bias)
 {
     kernel_8xv(1, kc, a, b, c, ldc, add, bias);
@@ -161,7 +153,7 @@ static void kernel_tmp(int ncols, int kc, const float *a, const float *b, float 
 }
 
 /* r[i][j] <-> r[j][i] for 16 vectors of 16. */
-TARGET static void transpose16(__m512 r[16])
+static void transpose16(__m512 r[16])
 {
     __m512 a[16], b[16];
     for (int i = 0; i < 8; i++) {
@@ -193,7 +185,7 @@ TARGET static void transpose16(__m512 r[16])
  * block's rows ir .. ir+15 at k .. k+nk-1, given as r[i] = row ir+i at 16
  * consecutive k (transposed here), into the panels of rows ir and ir+8
  * (the second when it exists: Mp is a multiple of 8 only). */
-TARGET static void store_panels16(float *blk, __m512 r[16], int ir, int Mp, int kc, int k, int nk)
+static void store_panels16(float *blk, __m512 r[16], int ir, int Mp, int kc, int k, int nk)
 {
     transpose16(r); /* r[l]: k + l, rows ir .. ir+15 */
     for (int l = 0; l < nk; l++) {
@@ -206,7 +198,7 @@ TARGET static void store_panels16(float *blk, __m512 r[16], int ir, int Mp, int 
 }
 
 /* The forward weights w[M, K] as they are, 16 rows by 16 k at a time. */
-TARGET void conv_ig_pack(float *ap, const float *w, int M, int K)
+void conv_ig_pack(float *ap, const float *w, int M, int K)
 {
     const int Mp = round_up(M, MR), nblocks = (K + KC - 1) / KC, ngroups = (Mp + 15) / 16;
 #pragma omp parallel for schedule(static) collapse(2) if ((size_t)M * K > 32768)
@@ -215,7 +207,7 @@ TARGET void conv_ig_pack(float *ap, const float *w, int M, int K)
             const int pc = bi * KC, kc = K - pc < KC ? K - pc : KC, ir = gi * 16;
             for (int k = 0; k < kc; k += 16) {
                 const int nk = kc - k < 16 ? kc - k : 16;
-                const __mmask16 m = (__mmask16)(((uint32_t)1 << nk) - 1);
+                const __mmask16 m = aes_lanes(nk);
                 __m512 r[16];
                 for (int i = 0; i < 16; i++)
                     r[i] = ir + i < M ? _mm512_maskz_loadu_ps(m, w + (size_t)(ir + i) * K + pc + k)
@@ -299,7 +291,7 @@ static tap_src tap_of(const geom *g, int kh, int kw)
 /* The stride-2 source: xp[n][c][ph][pw][Hh][Wh] = x[n][c][2i + ph][2j + pw]
  * (cells past the image are never read). One pass over x, so that every
  * tap of a stride-2 conv reads runs of consecutive floats. */
-TARGET void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
+void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
 {
     const int Hh = (H + 1) / 2, Wh = (W + 1) / 2;
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -314,17 +306,13 @@ TARGET void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W
             /* 32 input columns at a time: 16 even ones to e, 16 odd ones to o */
             for (int j = 0; 2 * j < W; j += 16) {
                 const int left = W - 2 * j; /* input columns from 2j on */
-                const __mmask16 ma = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-                const __mmask16 mb = left >= 32   ? 0xFFFF
-                                     : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-                                                 : 0;
+                const __mmask16 ma = aes_lanes(left), mb = aes_lanes(left - 16);
                 const __m512 a = _mm512_maskz_loadu_ps(ma, row + 2 * j);
                 const __m512 b =
                     mb ? _mm512_maskz_loadu_ps(mb, row + 2 * j + 16) : _mm512_setzero_ps();
-                const int ne = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16, no = left / 2 < 16 ? left / 2 : 16;
-                _mm512_mask_storeu_ps(e + j, (__mmask16)((1u << ne) - 1),
+                _mm512_mask_storeu_ps(e + j, aes_lanes((left + 1) / 2),
                                       _mm512_permutex2var_ps(a, ev, b));
-                _mm512_mask_storeu_ps(o + j, (__mmask16)((1u << no) - 1),
+                _mm512_mask_storeu_ps(o + j, aes_lanes(left / 2),
                                       _mm512_permutex2var_ps(a, od, b));
             }
         }
@@ -399,7 +387,7 @@ static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm
             const int l0 = r->lo - r->ow0 - ts.dw;
             const int a = l0 > r->lo ? l0 : r->lo, b = l0 + ts.wlim < r->hi ? l0 + ts.wlim : r->hi;
             if (a >= b) continue;
-            e[n].m = (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
+            e[n].m = aes_lanes(b) & (__mmask16)~aes_lanes(a);
             e[n++].off = (ptrdiff_t)r->n * g->C * g->PL + ts.plane_off + (ptrdiff_t)ih * g->RW +
                          r->ow0 - r->lo + ts.dw; /* where lane 0 would read */
         }
@@ -408,7 +396,7 @@ static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm
 }
 
 /* Vector v of a row of the tap's channel xc = source + c*PL. */
-TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
+static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
 {
     /* Lane 0's address may lie before x (its lane masked off), so it is
      * formed as an integer, not by pointer arithmetic out of the array. */
@@ -422,7 +410,7 @@ TARGET static inline __m512 tap_vec(const float *xc, const tap_load *e, const in
 /* B block: columns [j0, j0+nc), rows [k0, k0+kc), as panels of kc x 48;
  * panel by panel, and in a panel tap by tap, each tap's loads worked out
  * once for all its channels. */
-TARGET static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, int k0,
+static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, int k0,
                           int kc)
 {
     const int np = (nc + NR - 1) / NR, KK = g->KH * g->KW;
@@ -549,7 +537,7 @@ enum { KCW = 256 };
 
 /* A for the pixels [q0, q0 + kc) (kc a multiple of 16; pixels past
  * nq are zero): Mp/8 panels of kc x 8 at ap + ir*kc. */
-TARGET static void pack_dy(float *ap, const float *dy, const geom *g, long q0, int kc, long nq)
+static void pack_dy(float *ap, const float *dy, const geom *g, long q0, int kc, long nq)
 {
     for (int k = 0; k < kc; k += 16) {
         const long q = q0 + k;
@@ -580,7 +568,7 @@ TARGET static void pack_dy(float *ap, const float *dy, const geom *g, long q0, i
 
 /* B for the pixels [q0, q0 + kc) and the weights [j0, j0 + nc): panels
  * of kc x 48, weights past K zero. */
-TARGET static void pack_cols_t(float *bbuf, const float *x, const geom *g, long q0, int kc, long nq,
+static void pack_cols_t(float *bbuf, const float *x, const geom *g, long q0, int kc, long nq,
                                int j0, int nc)
 {
     const int KK = g->KH * g->KW;

@@ -11,26 +11,20 @@
  */
 #include <math.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "aesnet/nn.h"
+#include "core/avx512.h"
 
 #define GELU_RSQRT2 0.70710678118654752440f   /* 1 / sqrt(2) */
 #define GELU_RSQRT2PI 0.39894228040143267794f /* 1 / sqrt(2 pi) */
 
-#if defined(AESNET_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define GELU_VEC 1
+#ifdef AES_MVEC
 #define TARGET __attribute__((target("avx512f")))
-__m512 _ZGVeN16v_erff(__m512 x); /* libmvec's 16-lane variants */
-__m512 _ZGVeN16v_expf(__m512 x);
-
-static int gelu_vec(void) { return __builtin_cpu_supports("avx512f"); }
 
 /* Elements [i, i+16) (or the first m of them: the tail, masked). */
 TARGET static void gelu_fwd16(float *out, const float *inp, ptrdiff_t i, int m)
 {
-    const __mmask16 k = (__mmask16)(((uint32_t)1 << m) - 1);
+    const __mmask16 k = aes_lanes(m);
     const __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
     const __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(x, _mm512_set1_ps(GELU_RSQRT2)));
     const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x),
@@ -40,7 +34,7 @@ TARGET static void gelu_fwd16(float *out, const float *inp, ptrdiff_t i, int m)
 
 TARGET static void gelu_bwd16(float *dinp, const float *dout, const float *inp, ptrdiff_t i, int m)
 {
-    const __mmask16 k = (__mmask16)(((uint32_t)1 << m) - 1);
+    const __mmask16 k = aes_lanes(m);
     const __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
     const __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(x, _mm512_set1_ps(GELU_RSQRT2)));
     const __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
@@ -56,8 +50,8 @@ TARGET static void gelu_bwd16(float *dinp, const float *dout, const float *inp, 
 void gelu_forward(float *out, const float *inp, size_t n)
 {
     const ptrdiff_t m = (ptrdiff_t)n;
-#ifdef GELU_VEC
-    if (gelu_vec()) {
+#ifdef AES_MVEC
+    if (aes_avx512()) {
 #pragma omp parallel for schedule(static)
         for (ptrdiff_t i = 0; i < m; i += 16) gelu_fwd16(out, inp, i, m - i < 16 ? (int)(m - i) : 16);
         return;
@@ -73,8 +67,8 @@ void gelu_forward(float *out, const float *inp, size_t n)
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 {
     const ptrdiff_t m = (ptrdiff_t)n;
-#ifdef GELU_VEC
-    if (gelu_vec()) {
+#ifdef AES_MVEC
+    if (aes_avx512()) {
 #pragma omp parallel for schedule(static)
         for (ptrdiff_t i = 0; i < m; i += 16)
             gelu_bwd16(dinp, dout, inp, i, m - i < 16 ? (int)(m - i) : 16);

@@ -36,11 +36,7 @@
 #include <stddef.h>
 
 #include "aesnet/core.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define ADAMW_X86 1
-#endif
+#include "core/avx512.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define AES_OPTIM_PAR_MIN 16384
@@ -77,7 +73,7 @@ static void adamw_scalar(const adamw_k *k, float *p, const float *g, float *m, f
     }
 }
 
-#ifdef ADAMW_X86
+#ifdef AES_X86
 /* Without -mfma, fmaf is a libm call per element and the scalar loop does
  * not vectorise (sqrtf may set errno); this is the same loop in AVX-512.
  * bench_model's update phase (2 threads), ViT-B/16 with the text encoder:
@@ -93,7 +89,7 @@ __attribute__((target("avx512f"))) static void adamw_avx512(const adamw_k *k, fl
                  ns = _mm512_set1_ps(k->neg_step), bq = _mm512_set1_ps(k->bc2_sqrt),
                  eps = _mm512_set1_ps(k->eps);
     for (ptrdiff_t i = i0; i < i1; i += 16) {
-        const __mmask16 mk = i1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (i1 - i)) - 1);
+        const __mmask16 mk = aes_lanes(i1 - i);
         const __m512 gi = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + i), gs);
         __m512 pi = _mm512_maskz_loadu_ps(mk, p + i);
         if (k->decay) pi = _mm512_mul_ps(pi, keep);
@@ -122,8 +118,8 @@ void aes_adamw_step_scaled(float *p, const float *g, float gscale, float *m, flo
     const float bc2_sqrt = (float)sqrt(bc2);
     const adamw_k k = {gscale, b1, b2, one_m_b1, one_m_b2, keep, neg_step, bc2_sqrt, eps, decay != 0};
     const ptrdiff_t N = (ptrdiff_t)n;
-#ifdef ADAMW_X86
-    const int vec = __builtin_cpu_supports("avx512f");
+#ifdef AES_X86
+    const int vec = aes_avx512();
 #else
     const int vec = 0;
 #endif
@@ -133,7 +129,7 @@ void aes_adamw_step_scaled(float *p, const float *g, float gscale, float *m, flo
         const int T = omp_get_num_threads(), th = omp_get_thread_num();
         const ptrdiff_t per = ((N + T - 1) / T + 15) / 16 * 16;
         const ptrdiff_t i0 = th * per < N ? th * per : N, i1 = i0 + per < N ? i0 + per : N;
-#ifdef ADAMW_X86
+#ifdef AES_X86
         if (vec) adamw_avx512(&k, p, g, m, v, i0, i1);
         else
 #endif
