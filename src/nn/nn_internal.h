@@ -45,4 +45,18 @@ size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW);
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
                          int H, int W, int OC, int KH, int KW, int pad);
 
+/* Direct convolution for convs with at most CONV_DIRECT_MAX_C input
+ * channels (the stem), stride 1 or 2, kernels of 2 to 49 taps
+ * (conv_direct_suits), where conv_ig_available (conv_direct_x86.c):
+ * out[N, OC, OH, OW] = b + conv(x), and dw[OC, C*KH*KW] += the weight
+ * gradient; scratch: conv_direct_floats(...) floats for either. */
+enum { CONV_DIRECT_MAX_C = 4 };
+int conv_direct_suits(int C, int KH, int KW, int stride);
+size_t conv_direct_floats(int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+void conv_direct_forward(float *out, float *scratch, const float *x, const float *w,
+                         const float *b, int N, int C, int H, int W, int OC, int KH, int KW,
+                         int stride, int pad);
+void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N,
+                             int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+
 #endif

@@ -280,6 +280,12 @@ static void test_conv_direct(const conv_case *k, uint64_t key)
     CHECK_MSG(e <= 1e-6, "conv %s dinp vs direct: %.3g", k->name, e);
     e = rel_err_d(dw, rw, c.nw);
     CHECK_MSG(e <= 1e-6, "conv %s dw vs direct: %.3g", k->name, e);
+    /* dw = NULL: the same input gradient, and nothing else written */
+    float *dinp5 = fvec(c.nin);
+    conv_bwd(&c, dinp5, NULL, NULL);
+    CHECK_MSG(memcmp(dinp5, dinp, c.nin * sizeof(float)) == 0, "conv %s: dinp depends on dw = NULL",
+              k->name);
+    free(dinp5);
     if (k->bias) {
         e = rel_err_d(db, rb, k->OC);
         CHECK_MSG(e <= 1e-6, "conv %s db vs direct: %.3g", k->name, e);
@@ -873,6 +879,15 @@ int main(void)
         {"5x3 s2 p0 even", 3, 7, 12, 10, 9, 5, 3, 2, 0, 1},
         {"3x3 s2 p1 4x4 out N6", 6, 17, 7, 8, 11, 3, 3, 2, 1, 1},
         {"5x5 s2 p2 odd", 2, 6, 17, 15, 10, 5, 5, 2, 2, 0},
+        /* few input channels: the direct kernels (src/nn/conv_direct_x86.c)
+         * with 4-channel groups cut by OC, 6-tap groups cut by K, rows of
+         * several 16-pixel vectors with a masked tail, tiles of 6 vectors
+         * across rows and samples, several row units per sample */
+        {"7x7 s2 p3 3 ch, 70 px wide", 3, 3, 40, 139, 13, 7, 7, 2, 3, 1},
+        {"3x3 s1 p1 1 ch, OC 5", 2, 1, 75, 33, 5, 3, 3, 1, 1, 1},
+        {"5x5 s1 p0 4 ch, OC 7", 3, 4, 9, 52, 7, 5, 5, 1, 0, 0},
+        {"3x3 s2 p0 2 ch N7", 7, 2, 11, 5, 6, 3, 3, 2, 0, 1},
+        {"7x1 s2 p2 3 ch", 2, 3, 30, 17, 9, 7, 1, 2, 2, 0},
     };
     for (int path = 1; path >= 0; path--) {
         const int was = conv2d_set_implicit(path);
