@@ -125,30 +125,29 @@ static int dw_private(const conv_shape *s, int T)
  * 8.8-9.3, its weight gradient 8.7-9.8 against 12.0-12.3 ms, from 58% to
  * 76% of the sgemm peak (im2col + OpenBLAS: 57%).
  *
- * The other convs larger than 1x1 of stride 1 (ResNet's 3x3
- * convs) and stride 2 (the strided 3x3 convs) run their forward
- * on the implicit GEMM of conv_x86.c; for stride 1 also the weight
- * gradient (kernels up to 7x7) and the input gradient when the kernel is
- * square with pad < KH (a stride-1 conv itself). Everything else runs on
- * im2col + OpenBLAS:
+ * The other convs larger than 1x1 of stride 1 (ResNet's 3x3 convs) and
+ * stride 2 (the strided 3x3 convs) run their forward and weight gradient
+ * (kernels up to 7x7) on the implicit GEMM of conv_x86.c, and for stride
+ * 1 also the input gradient when the kernel is square with pad < KH (a
+ * stride-1 conv itself). Everything else runs on im2col + OpenBLAS:
  * - 1x1 convs, which need no im2col (OpenBLAS reads the input as it is)
  *   and where OpenBLAS's packing beat ours: bench_conv, 56x56 1x1 shapes,
  *   forward 3.4-3.5 ms against 3.8-3.9 (256->64), input gradient
  *   likewise, weight gradient 8-9 against 12-13 ms with our transposing
  *   packs;
- * - the backward of stride-2 convs. Our weight gradient from the input's
- *   phase planes was slower than OpenBLAS on private dw copies (stem 12.1
- *   against 10.8 ms). An input gradient as one stride-1 GEMM per phase of
- *   the input gained about 1 ms of 19 on the 128-channel 3x3 at 56x56
- *   but lost on the demo model's small strided convs (0.55-0.68 against
- *   0.48-0.57 ms at batch 32), so it was taken out again.
+ * - the input gradient of stride-2 convs, through col2im_s2. An input
+ *   gradient as one stride-1 GEMM per phase of the input gained about 1
+ *   ms of 19 on the 128-channel 3x3 at 56x56 over the plain col2im, but
+ *   lost on the demo model's small strided convs (0.55-0.68 against
+ *   0.48-0.57 ms at batch 32), and col2im_s2 has since gained more.
  * bench_conv times both paths in turn in one process (N = 8, 2 threads,
  * SkylakeX kernels). Forward + backward in ms, implicit against im2col,
  * two runs: 3x3 at 56x56 22.3-23.1 against 26.4-27.2, at 28x28 19.9-20.6
  * against 22.6-23.2, at 14x14 19.4-20.0 against 22.7-23.5, at 7x7
- * 23.5-23.8 against 26.0-27.2; forward of the stem 9.0-9.2 against
- * 9.6-9.7, of the stride-2 3x3 8.3-8.5 against 8.7-9.0. All shapes
- * together 73-75% of the sgemm peak measured beside them against 67-69%.
+ * 23.5-23.8 against 26.0-27.2. All shapes together 73-75% of the sgemm
+ * peak measured beside them against 67-69% (before the direct stem and
+ * the stride-2 changes; figures for those in conv_direct_x86.c and
+ * conv_x86.c).
  *
  * AESNET_CONV=im2col (or conv2d_set_implicit(0), for tests and
  * benchmarks) puts every conv on im2col + OpenBLAS. */
@@ -199,7 +198,7 @@ static int ig_dinp(const conv_shape *s)
 
 static int ig_wgrad(const conv_shape *s)
 {
-    return ig_forward(s) && s->stride == 1 && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
+    return ig_forward(s) && s->KH * s->KW <= CONV_IG_WGRAD_MAX_TAPS;
 }
 
 /* One col block per OpenMP thread, as the sample-parallel path gives each
@@ -221,8 +220,7 @@ size_t conv2d_scratch_floats(int N, int C, int H, int W, int OC, int KH, int KW,
     size_t need = T * col_floats(&s), x;
     if (dw_private(&s, (int)T)) need += T * (size_t)OC * s.CKK;
     if (!conv_ig_available() || (stride != 1 && stride != 2) || KH * KW == 1) return need;
-    const size_t phases = stride == 2 ? conv_ig_phases_floats(N, C, H, W) : 0;
-    x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats() + phases;
+    x = conv_ig_packed_floats(OC, s.CKK) + T * conv_ig_thread_floats();
     if (x > need) need = x;
     x = conv_ig_packed_floats(C, OC * KH * KW) + T * conv_ig_thread_floats();
     if (x > need) need = x;
@@ -472,14 +470,8 @@ void conv2d_forward(float *out, float *col, const float *inp, const float *w, co
     }
     if (ig_forward(&s)) {
         float *bufs = col + conv_ig_packed_floats(OC, s.CKK);
-        const float *src = inp;
-        if (stride == 2) {
-            float *xp = bufs + (size_t)omp_get_max_threads() * conv_ig_thread_floats();
-            conv_ig_phases(xp, inp, N, C, H, W);
-            src = xp;
-        }
         conv_ig_pack(col, w, OC, s.CKK);
-        conv_ig_run(out, bufs, src, col, b, 0, N, C, H, W, OC, KH, KW, stride, pad);
+        conv_ig_run(out, bufs, inp, col, b, 0, N, C, H, W, OC, KH, KW, stride, pad);
         return;
     }
     if (!use_sample_parallel(N)) {
@@ -663,7 +655,7 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
     if (by_direct)
         conv_direct_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
     else if (own_dw)
-        conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, pad);
+        conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
     if (!own_dw || (dinp && !own_dinp))
         blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
     if (own_dinp) {

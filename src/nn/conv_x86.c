@@ -1,14 +1,19 @@
 /*
  * Convolution as an implicit GEMM with AVX-512 kernels of our own: out[n]
  * [m][p] (+)= sum_k A[m][k] * col(x)[k][n, p], where col(x) is im2col of
- * x but never written out. Used by conv.c for the forward pass of stride-1
- * and stride-2 convs (A = the weights), for the input gradient of
- * stride-1 convs, which is itself a stride-1 conv of dout (A = the
- * weights with input and output channels swapped and the kernel turned by
- * 180 degrees, padding KH-1-pad), and for the weight gradient of stride-1
- * convs (below). Stride 2 reads the input's four phase planes (even/odd
- * rows by even/odd columns, one pass over the input, conv_ig_phases), in
- * which every tap of the kernel reads a stride-1 window of one plane.
+ * x but never written out. Used by conv.c for the forward pass and the
+ * weight gradient (below) of stride-1 and stride-2 convs (A = the
+ * weights), and for the input gradient of stride-1 convs, which is itself
+ * a stride-1 conv of dout (A = the weights with input and output channels
+ * swapped and the kernel turned by 180 degrees, padding KH-1-pad). For
+ * stride 2 the packing reads two vectors of the input row and keeps their
+ * even elements (one permute), rather than reading four phase planes of
+ * the input written out beforehand, as it first did: that pass over the
+ * input cost about 1 ms of the 128-channel strided 3x3's forward at N =
+ * 8 (7.4-8.5 -> 6.7-7.0 ms), and a weight gradient from the planes lost
+ * to im2col + OpenBLAS, where this one breaks even on ResNet-50's strided
+ * 3x3 (8.5-8.6 against 8.5-8.9 ms) and takes the demo model's (16 to 64
+ * channels, 16 to 4 pixels, N = 32) from 0.36-0.41 to 0.13-0.18 ms.
  *
  * Why (issue 3, the 70% target). With im2col + OpenBLAS, every conv
  * writes its col matrix (C*KH*KW x OH*OW floats per sample) and OpenBLAS
@@ -240,88 +245,20 @@ void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int 
 }
 
 /* A conv of stride 1 or 2: x[N, C, H, W] to out[N, M, OH, OW]; K =
- * C*KH*KW, P = OH*OW, Mp = M rounded up to the packing's row tile. The
- * packing reads the source: x itself for stride 1; for stride 2 its
- * phases (conv_ig_phases), where a tap reads a stride-1 window of one
- * phase plane. Per channel the source holds PL floats in rows of RW. */
+ * C*KH*KW, P = OH*OW, Mp = M rounded up to the packing's row tile. */
 typedef struct {
     int N, C, H, W, M, KH, KW, stride, pad, OH, OW, P, K, Mp;
-    int Hh, Wh;   /* stride 2: a phase plane's rows and columns */
-    int RW;       /* source row pitch */
-    ptrdiff_t PL; /* source floats per channel */
 } geom;
 
 static geom geom_of(int N, int C, int H, int W, int M, int KH, int KW, int stride, int pad, int mr)
 {
-    geom g = {N, C, H, W, M, KH, KW, stride, pad, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    geom g = {N, C, H, W, M, KH, KW, stride, pad, 0, 0, 0, 0, 0};
     g.OH = (H + 2 * pad - KH) / stride + 1;
     g.OW = (W + 2 * pad - KW) / stride + 1;
     g.P = g.OH * g.OW;
     g.K = C * KH * KW;
     g.Mp = round_up(M, mr);
-    g.Hh = (H + 1) / 2;
-    g.Wh = (W + 1) / 2;
-    g.RW = stride == 1 ? W : g.Wh;
-    g.PL = stride == 1 ? (ptrdiff_t)H * W : (ptrdiff_t)4 * g.Hh * g.Wh;
     return g;
-}
-
-/* Where tap (kh, kw) reads in a channel's source: output (oh, ow) reads
- * source row oh + dh, column ow + dw of the plane at plane_off, valid for
- * rows [0, hlim) and columns [0, wlim). Stride 2: input row 2*oh - pad +
- * kh = 2*(oh + dh) + ph, so the plane of phase (ph, pw), whose rows are
- * the input rows ph, ph + 2, ... (H - ph + 1) / 2 of them. */
-typedef struct {
-    ptrdiff_t plane_off;
-    int dh, dw, hlim, wlim;
-} tap_src;
-
-static tap_src tap_of(const geom *g, int kh, int kw)
-{
-    tap_src t = {0, kh - g->pad, kw - g->pad, g->H, g->W};
-    if (g->stride == 2) {
-        const int ph = (t.dh % 2 + 2) % 2, pw = (t.dw % 2 + 2) % 2; /* dh may be negative */
-        t.dh = (t.dh - ph) / 2, t.dw = (t.dw - pw) / 2;
-        t.hlim = (g->H - ph + 1) / 2, t.wlim = (g->W - pw + 1) / 2;
-        t.plane_off = (ptrdiff_t)(2 * ph + pw) * g->Hh * g->Wh;
-    }
-    return t;
-}
-
-/* The stride-2 source: xp[n][c][ph][pw][Hh][Wh] = x[n][c][2i + ph][2j + pw]
- * (cells past the image are never read). One pass over x, so that every
- * tap of a stride-2 conv reads runs of consecutive floats. */
-void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
-{
-    const int Hh = (H + 1) / 2, Wh = (W + 1) / 2;
-    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-#pragma omp parallel for schedule(static) if ((size_t)N * C * H * W > 65536)
-    for (long nc = 0; nc < (long)N * C; nc++) {
-        const float *src = x + (size_t)nc * H * W;
-        float *dst = xp + (size_t)nc * 4 * Hh * Wh;
-        for (int h = 0; h < H; h++) {
-            const float *row = src + (size_t)h * W;
-            float *e = dst + ((size_t)(2 * (h & 1)) * Hh + h / 2) * Wh, *o = e + (size_t)Hh * Wh;
-            /* 32 input columns at a time: 16 even ones to e, 16 odd ones to o */
-            for (int j = 0; 2 * j < W; j += 16) {
-                const int left = W - 2 * j; /* input columns from 2j on */
-                const __mmask16 ma = aes_lanes(left), mb = aes_lanes(left - 16);
-                const __m512 a = _mm512_maskz_loadu_ps(ma, row + 2 * j);
-                const __m512 b =
-                    mb ? _mm512_maskz_loadu_ps(mb, row + 2 * j + 16) : _mm512_setzero_ps();
-                _mm512_mask_storeu_ps(e + j, aes_lanes((left + 1) / 2),
-                                      _mm512_permutex2var_ps(a, ev, b));
-                _mm512_mask_storeu_ps(o + j, aes_lanes(left / 2),
-                                      _mm512_permutex2var_ps(a, od, b));
-            }
-        }
-    }
-}
-
-size_t conv_ig_phases_floats(int N, int C, int H, int W)
-{
-    return (size_t)N * C * 4 * ((H + 1) / 2) * ((W + 1) / 2);
 }
 
 /* A run: lanes [lo, hi) of one 16-lane vector of a panel are output
@@ -364,8 +301,10 @@ static void map_panel(panel_map *pm, const geom *g, long j0, int ncols)
  * same for every channel c, so it is worked out once per tap. */
 typedef struct {
     ptrdiff_t off;
-    __mmask16 m;
+    __mmask16 m, ma, mb; /* the lanes; stride 2: the two loads' masks */
 } tap_load;
+
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 typedef struct {
     int start[NV + 1];
@@ -375,35 +314,51 @@ typedef struct {
 static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm, int nv, int kh,
                      int kw)
 {
-    const tap_src ts = tap_of(g, kh, kw);
     int n = 0;
     for (int v = 0; v < nv; v++) {
         start[v] = n;
         for (int q = 0; q < pm->nruns[v]; q++) {
             const run *r = &pm->runs[v][q];
-            const int ih = r->oh + ts.dh;
-            if (ih < 0 || ih >= ts.hlim) continue;
-            /* lane l reads source column ow0 + l - lo + dw */
-            const int l0 = r->lo - r->ow0 - ts.dw;
-            const int a = l0 > r->lo ? l0 : r->lo, b = l0 + ts.wlim < r->hi ? l0 + ts.wlim : r->hi;
+            const int ih = r->oh * g->stride - g->pad + kh;
+            if (ih < 0 || ih >= g->H) continue;
+            /* lane l reads input column base + stride*l */
+            const int st = g->stride, base = st * (r->ow0 - r->lo) - g->pad + kw;
+            const int l0 = -floor_div(base, st), l1 = floor_div(g->W - 1 - base, st) + 1;
+            const int a = l0 > r->lo ? l0 : r->lo, b = l1 < r->hi ? l1 : r->hi;
             if (a >= b) continue;
             e[n].m = aes_lanes(b) & (__mmask16)~aes_lanes(a);
-            e[n++].off = (ptrdiff_t)r->n * g->C * g->PL + ts.plane_off + (ptrdiff_t)ih * g->RW +
-                         r->ow0 - r->lo + ts.dw; /* where lane 0 would read */
+            e[n].ma = e[n].mb = 0;
+            for (int l = a; l < b && st == 2; l++) {
+                if (2 * l < 16)
+                    e[n].ma |= (__mmask16)(1u << (2 * l));
+                else
+                    e[n].mb |= (__mmask16)(1u << (2 * l - 16));
+            }
+            e[n++].off = ((ptrdiff_t)r->n * g->C * g->H + ih) * g->W + base;
         }
     }
     start[nv] = n;
 }
 
-/* Vector v of a row of the tap's channel xc = source + c*PL. */
-static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v)
+/* Vector v of a row of the tap's channel xc = x + c*H*W. Stride 2:
+ * two loads of 16 and their even elements. */
+static inline __m512 tap_vec(const float *xc, const tap_load *e, const int *start, int v, int s2)
 {
     /* Lane 0's address may lie before x (its lane masked off), so it is
      * formed as an integer, not by pointer arithmetic out of the array. */
     __m512 val = _mm512_setzero_ps();
-    for (int i = start[v]; i < start[v + 1]; i++)
-        val = _mm512_mask_loadu_ps(
-            val, e[i].m, (const void *)((uintptr_t)xc + (uintptr_t)(e[i].off * (ptrdiff_t)sizeof(float))));
+    for (int i = start[v]; i < start[v + 1]; i++) {
+        const uintptr_t at = (uintptr_t)xc + (uintptr_t)(e[i].off * (ptrdiff_t)sizeof(float));
+        if (!s2) {
+            val = _mm512_mask_loadu_ps(val, e[i].m, (const void *)at);
+            continue;
+        }
+        const __m512i ev =
+            _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512 lo = _mm512_maskz_loadu_ps(e[i].ma, (const void *)at);
+        const __m512 hi = _mm512_maskz_loadu_ps(e[i].mb, (const void *)(at + 16 * sizeof(float)));
+        val = _mm512_mask_mov_ps(val, e[i].m, _mm512_permutex2var_ps(lo, ev, hi));
+    }
     return val;
 }
 
@@ -414,7 +369,7 @@ static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, 
                           int kc)
 {
     const int np = (nc + NR - 1) / NR, KK = g->KH * g->KW;
-    const size_t plane = (size_t)g->PL;
+    const size_t plane = (size_t)g->H * g->W;
     for (int q = 0; q < np; q++) {
         panel_map pm;
         tap_plan tp;
@@ -427,7 +382,7 @@ static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, 
             for (int k = c * KK + t; k < k0 + kc; k += KK, c++) {
                 float *dst = panel + (size_t)(k - k0) * NR;
                 for (int v = 0; v < NV; v++)
-                    _mm512_storeu_ps(dst + 16 * v, tap_vec(x + c * plane, tp.e, tp.start, v));
+                    _mm512_storeu_ps(dst + 16 * v, tap_vec(x + c * plane, tp.e, tp.start, v, g->stride == 2));
             }
         }
     }
@@ -588,7 +543,7 @@ static void pack_cols_t(float *bbuf, const float *x, const geom *g, long q0, int
                     continue;
                 }
                 const int c = jj / KK, tap = jj % KK;
-                r[t] = tap_vec(x + (size_t)c * g->PL, e[tap], start[tap], 0);
+                r[t] = tap_vec(x + (size_t)c * g->H * g->W, e[tap], start[tap], 0, g->stride == 2);
             }
             transpose16(r); /* r[l]: pixel q0 + k + l, weights j0 + j .. +15 */
             float *d = bbuf + (size_t)(j / NR) * kc * NR + (size_t)k * NR + j % NR;
@@ -655,9 +610,9 @@ size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW)
 }
 
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad)
+                         int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
-    const geom g = geom_of(N, C, H, W, OC, KH, KW, 1, pad, 16);
+    const geom g = geom_of(N, C, H, W, OC, KH, KW, stride, pad, 16);
     const long nq = (long)N * g.P;
     const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     const size_t per = wgrad_thread_floats(OC);
@@ -691,17 +646,13 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW) { return 0 * OC * C * KH * KW; }
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad)
+                         int H, int W, int OC, int KH, int KW, int stride, int pad)
 {
-    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && pad);
+    AES_CHECK(0 && dw && scratch && dy && x && N && C && H && W && OC && KH && KW && stride &&
+              pad);
 }
 
 int conv_ig_available(void) { return 0; }
-size_t conv_ig_phases_floats(int N, int C, int H, int W) { return 0 * N * C * H * W; }
-void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W)
-{
-    AES_CHECK(0 && xp && x && N && C && H && W);
-}
 void conv_ig_pack(float *ap, const float *w, int M, int K) { AES_CHECK(0 && ap && w && M && K); }
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
 {

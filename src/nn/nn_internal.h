@@ -19,16 +19,12 @@ void aes_blas_serial_end(int saved);
  * conv_ig_pack_flipped (the input gradient of a stride-1 conv: M = the
  * forward's C, from the forward's w[OC, C, KH, KW]) into
  * conv_ig_packed_floats(M, C*KH*KW) floats; scratch holds
- * conv_ig_thread_floats() per OpenMP thread. For stride 2, x is not the
- * input but its phases, conv_ig_phases(xp, input, ...) into
- * conv_ig_phases_floats(N, C, H, W) floats. */
+ * conv_ig_thread_floats() per OpenMP thread. */
 int conv_ig_available(void);
 size_t conv_ig_packed_floats(int M, int K);
 size_t conv_ig_thread_floats(void);
 void conv_ig_pack(float *ap, const float *w, int M, int K);
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW);
-size_t conv_ig_phases_floats(int N, int C, int H, int W);
-void conv_ig_phases(float *xp, const float *x, int N, int C, int H, int W);
 void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, const float *bias,
                  int accumulate, int N, int C, int H, int W, int M, int KH, int KW, int stride,
                  int pad);
@@ -37,13 +33,13 @@ void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, co
  * dw[i] += priv[0][i] + ... + priv[T-1][i], added in thread order so the
  * sums repeat bit for bit (the threads split i). */
 void conv_add_private(float *dw, const float *priv, int T, size_t nw);
-/* dw[OC, C*KH*KW] += the weight gradient of a stride-1 conv, from dy[N,
+/* dw[OC, C*KH*KW] += the weight gradient of a stride-1 or 2 conv, from dy[N,
  * OC, OH, OW] and x, for kernels of at most CONV_IG_WGRAD_MAX_TAPS taps
  * (KH*KW; 7x7); scratch: conv_ig_wgrad_floats(...) floats. */
 enum { CONV_IG_WGRAD_MAX_TAPS = 49 };
 size_t conv_ig_wgrad_floats(int OC, int C, int KH, int KW);
 void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N, int C,
-                         int H, int W, int OC, int KH, int KW, int pad);
+                         int H, int W, int OC, int KH, int KW, int stride, int pad);
 
 /* Direct convolution for convs with at most CONV_DIRECT_MAX_C input
  * channels (the stem), stride 1 or 2, kernels of 2 to 49 taps
