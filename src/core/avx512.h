@@ -4,7 +4,8 @@
  * code for x86-64, aes_avx512() whether this CPU runs it (the kernels are
  * compiled for it with target attributes and chosen at run time),
  * aes_lanes(n) the mask of the first n of 16 lanes (all of them from 16
- * on, none below 1), and, where CMake found them in glibc's libmvec
+ * on, none below 1), aes_transpose16 (16 vectors of 16 floats
+ * transposed in registers), and, where CMake found them in glibc's libmvec
  * (AESNET_HAVE_MVEC), its 16-lane erff and expf.
  */
 #ifndef AESNET_CORE_AVX512_H
@@ -21,6 +22,34 @@ static inline int aes_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 static inline __mmask16 aes_lanes(ptrdiff_t n)
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* r[i][j] <-> r[j][i] for 16 vectors of 16. */
+__attribute__((target("avx512f"))) static inline void aes_transpose16(__m512 r[16])
+{
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
+        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        a[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        a[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
+        a[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        a[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
+    }
 }
 
 #ifdef AESNET_HAVE_MVEC

@@ -157,34 +157,6 @@ static void kernel_tmp(int ncols, int kc, const float *a, const float *b, float 
         kernel_8x48(kc, a, b, tmp, NR, 0, NULL);
 }
 
-/* r[i][j] <-> r[j][i] for 16 vectors of 16. */
-static void transpose16(__m512 r[16])
-{
-    __m512 a[16], b[16];
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
-        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
-        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
-        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        a[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
-        a[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
-        a[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        a[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
-    }
-    for (int j = 0; j < 4; j++) {
-        r[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xDD);
-        r[4 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
-    }
-}
-
 /* Packed A: for every KC block starting at pc, Mp/8 panels of kc x 8
  * (k-major) at ap + pc*Mp + ir*kc; rows past M are zero. This stores one
  * block's rows ir .. ir+15 at k .. k+nk-1, given as r[i] = row ir+i at 16
@@ -192,7 +164,7 @@ static void transpose16(__m512 r[16])
  * (the second when it exists: Mp is a multiple of 8 only). */
 static void store_panels16(float *blk, __m512 r[16], int ir, int Mp, int kc, int k, int nk)
 {
-    transpose16(r); /* r[l]: k + l, rows ir .. ir+15 */
+    aes_transpose16(r); /* r[l]: k + l, rows ir .. ir+15 */
     for (int l = 0; l < nk; l++) {
         _mm256_storeu_ps(blk + (size_t)ir * kc + (size_t)(k + l) * MR,
                          _mm512_castps512_ps256(r[l]));
@@ -545,7 +517,7 @@ static void pack_cols_t(float *bbuf, const float *x, const geom *g, long q0, int
                 const int c = jj / KK, tap = jj % KK;
                 r[t] = tap_vec(x + (size_t)c * g->H * g->W, e[tap], start[tap], 0, g->stride == 2);
             }
-            transpose16(r); /* r[l]: pixel q0 + k + l, weights j0 + j .. +15 */
+            aes_transpose16(r); /* r[l]: pixel q0 + k + l, weights j0 + j .. +15 */
             float *d = bbuf + (size_t)(j / NR) * kc * NR + (size_t)k * NR + j % NR;
             for (int l = 0; l < 16; l++) _mm512_storeu_ps(d + (size_t)l * NR, r[l]);
         }

@@ -55,4 +55,18 @@ void conv_direct_forward(float *out, float *scratch, const float *x, const float
 void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const float *x, int N,
                              int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
 
+/* One attention head's products with AVX-512 kernels (attention_x86.c),
+ * where att_x86_available; buf: att_x86_floats(T, hs) floats.
+ * att_x86_scores: S[T, T] = alpha * A X^T for A, X [T, hs] (row strides
+ * lda, ldx); causal: only the entries on and below the diagonal are
+ * meant (others may hold anything). att_x86_product: Cm[T, hs] (+= when
+ * acc) = P Bm, or P^T Bm when trans, for P [T, T] (row stride T) and Bm
+ * [T, hs]; causal: P is zero above its diagonal. */
+int att_x86_available(void);
+size_t att_x86_floats(int T, int hs);
+void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
+                    int T, int hs, float alpha, int causal);
+void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
+                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal);
+
 #endif

@@ -160,8 +160,11 @@ static double blk_flops(const blk *k, double *lin, double *att)
     const double hs = (double)k->C / k->NH;
     /* forward 2*N*C*OC per linear; backward twice that (dinp and dw) */
     *lin = 3.0 * 2.0 * N * (C * 3 * C + C * C + C * H + H * C);
-    /* QK^T and PV forward, four products of the same size backward */
-    *att = 6.0 * 2.0 * k->B * k->NH * (double)k->T * k->T * hs;
+    /* QK^T and PV forward, four products of the same size backward; with
+     * the causal mask only the T(T+1)/2 entries on and below the diagonal
+     * are needed (the AVX-512 kernels skip the rest) */
+    const double pairs = k->causal ? 0.5 * k->T * (k->T + 1.0) : (double)k->T * k->T;
+    *att = 6.0 * 2.0 * k->B * k->NH * pairs * hs;
     return *lin + *att;
 }
 

@@ -313,6 +313,99 @@ static void test_attention(int causal)
     free(c.out), free(c.att), free(c.qkv), free(c.r), free(scratch), free(dqkv), free(dqkv2);
 }
 
+/* Forward and backward against the definition in double, on shapes that
+ * reach every edge of the AVX-512 head kernels (src/nn/attention_x86.c):
+ * T not a multiple of their 6-row strips nor of 16 lanes, past one
+ * 64-column block; head sizes past 64 and not a multiple of 16; both
+ * masks. */
+static void attention_ref(double *out, double *dqkv, const float *qkv, const float *dout, int B,
+                          int T, int C, int NH, int causal)
+{
+    const int hs = C / NH, C3 = 3 * C;
+    const double scale = 1.0 / sqrt((double)hs);
+    double *p = malloc(sizeof(double) * T * T), *dp = malloc(sizeof(double) * T * T);
+    memset(dqkv, 0, sizeof(double) * B * T * C3);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+            const float *dO = dout + (size_t)b * T * C + h * hs;
+            double *dq = dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+            for (int i = 0; i < T; i++) {
+                const int n = causal ? i + 1 : T;
+                double mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j < T; j++) {
+                    double s = 0.0;
+                    for (int d = 0; d < hs; d++) s += (double)q[i * C3 + d] * k[j * C3 + d];
+                    p[i * T + j] = j < n ? s * scale : -INFINITY;
+                    if (j < n) mx = fmax(mx, p[i * T + j]);
+                }
+                for (int j = 0; j < T; j++) sum += p[i * T + j] = j < n ? exp(p[i * T + j] - mx) : 0.0;
+                for (int j = 0; j < T; j++) p[i * T + j] /= sum;
+                for (int d = 0; d < hs; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < T; j++) o += p[i * T + j] * v[j * C3 + d];
+                    out[((size_t)b * T + i) * C + h * hs + d] = o;
+                }
+            }
+            for (int i = 0; i < T; i++) {
+                double dot = 0.0;
+                for (int j = 0; j < T; j++) {
+                    double s = 0.0;
+                    for (int d = 0; d < hs; d++) s += (double)dO[i * C + d] * v[j * C3 + d];
+                    dp[i * T + j] = s;
+                    dot += s * p[i * T + j];
+                }
+                for (int j = 0; j < T; j++) dp[i * T + j] = p[i * T + j] * (dp[i * T + j] - dot);
+            }
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++)
+                    for (int d = 0; d < hs; d++) {
+                        dv[j * C3 + d] += p[i * T + j] * dO[i * C + d];
+                        dq[i * C3 + d] += scale * dp[i * T + j] * k[j * C3 + d];
+                        dk[j * C3 + d] += scale * dp[i * T + j] * q[i * C3 + d];
+                    }
+        }
+    free(p), free(dp);
+}
+
+static double rel_err_f_d(const float *a, const double *b, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void test_attention_shapes(void)
+{
+    const int shapes[][4] = {/* B, T, C, NH */
+                             {2, 70, 144, 2},
+                             {1, 131, 60, 3},
+                             {3, 17, 64, 1},
+                             {2, 1, 32, 2}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int causal = 0; causal < 2; causal++) {
+            const int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], NH = shapes[s][3];
+            const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+            float *qkv = frand(nq, -1.5f, 1.5f), *dout = frand(no, -1, 1), *out = fbuf(no);
+            float *att = fbuf((size_t)B * NH * T * T), *dqkv = fbuf(nq);
+            float *scratch = att_scratch(T, C, NH);
+            double *ro = malloc(sizeof(double) * no), *rd = malloc(sizeof(double) * nq);
+            attention_forward(out, att, qkv, B, T, C, NH, causal);
+            attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH, causal);
+            attention_ref(ro, rd, qkv, dout, B, T, C, NH, causal);
+            const double eo = rel_err_f_d(out, ro, no), ed = rel_err_f_d(dqkv, rd, nq);
+            CHECK_MSG(eo <= 1e-5, "attention B=%d T=%d C=%d NH=%d causal=%d out vs double: %.3g",
+                      B, T, C, NH, causal, eo);
+            CHECK_MSG(ed <= 1e-5, "attention B=%d T=%d C=%d NH=%d causal=%d dqkv vs double: %.3g",
+                      B, T, C, NH, causal, ed);
+            if (getenv("TEST_VERBOSE"))
+                printf("  attention B=%d T=%d C=%d NH=%d causal=%d: out %.2g dqkv %.2g\n", B, T,
+                       C, NH, causal, eo, ed);
+            free(qkv), free(dout), free(out), free(att), free(dqkv), free(scratch), free(ro),
+                free(rd);
+        }
+}
+
 /* Perturbing token t0 (its q, k and v) must leave every earlier output row
  * bit-identical under the causal mask, and must change them without it. */
 static void test_causal_future(void)
@@ -585,6 +678,7 @@ int main(void)
     test_gelu();
     test_attention(0);
     test_attention(1);
+    test_attention_shapes();
     test_causal_future();
     test_embedding();
     test_softmax();

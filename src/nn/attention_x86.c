@@ -1,0 +1,218 @@
+/*
+ * The products of one attention head with AVX-512 kernels of our own,
+ * for attention.c (which decides when: att_x86_available).
+ *
+ * Why (issue 3, the 70% target). Per head the six products are small
+ * (ViT-B/16: 197 x 197 x 64; the text encoder: 77 x 77 x 64), and every
+ * single-threaded OpenBLAS call packed both operands into buffers of its
+ * own first: OpenBLAS's copy routines took about a fifth of attention's
+ * time. Here the left operand is read where it lies (a strip of 6 rows
+ * of Q, dO, P or dS, or of 6 columns of P or dS for the transposed
+ * products), the right operand is either K^T or V^T (packed once per
+ * product with 16 x 16 transposes) or rows of V, dO, K or Q, copied
+ * together first (at their stride in qkv, 3C floats, a multiple of 1 KB
+ * for ViT-B/16, the passes over them fell into a few sets of L1: the
+ * backward went from 12.5 to 9.4 ms with the copy), and causal heads skip
+ * the blocks above the diagonal, where P and dS are zero.
+ *
+ * One kernel serves all six products: C[0:6][0:16*nv] (+)= alpha *
+ * sum_k A(0:6, k) * b[k][0:16*nv], for b rows of at most 64 floats: 24
+ * accumulators (6 rows by 4 vectors), per k 4 vector loads and 6
+ * broadcasts. Alone, on one core, a 197 x 197 x 64 product from
+ * contiguous operands runs at 137-154 GFLOP/s. Every output is summed in
+ * k order by one thread, so results repeat bit for bit on any number of
+ * threads.
+ *
+ * Measured: attention.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "aesnet/core.h"
+#include "core/avx512.h"
+#include "nn/nn_internal.h"
+
+enum { AMR = 6, ANV = 4, ANC = 16 * ANV };
+
+static size_t round16(int n) { return ((size_t)n + 15) / 16 * 16; }
+
+size_t att_x86_floats(int T, int hs)
+{
+    const size_t prod = (size_t)T * round16(hs) + (size_t)AMR * T,
+                 scores = (size_t)round16(hs) * round16(T);
+    return prod > scores ? prod : scores;
+}
+
+#ifdef AES_X86
+
+int att_x86_available(void) { return aes_avx512(); }
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+
+/* c[i][0:nc] for i < mr (+)= alpha * sum over k < kc of A(i, k) * b[k*ldb
+ * + 0:nc], 16*(nv-1) < nc <= 16*nv (the last vector masked), with A(i,
+ * k) = a[i*lda + k] (rows: a strip of rows of the left operand, read in
+ * place; rows past mr read row 0 and are not stored) or a[k*lda + i]
+ * (cols: a strip of columns, i.e. of rows of the operand's transpose; all
+ * AMR must be readable). */
+static inline __attribute__((always_inline)) void
+kernel_6xv(int nv, int cols, int kc, const float *a, size_t lda, const float *b, size_t ldb,
+           float *c, size_t ldc, int mr, int nc, float alpha, int acc)
+{
+    const __mmask16 ml = aes_lanes(nc - 16 * (nv - 1));
+    const float *ar[AMR];
+#pragma GCC unroll 6
+    for (int i = 0; i < AMR; i++) ar[i] = a + (size_t)(i < mr ? i : 0) * lda;
+    __m512 r[AMR][ANV];
+#pragma GCC unroll 6
+    for (int i = 0; i < AMR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) r[i][v] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 bv[ANV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv - 1; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+        bv[nv - 1] = _mm512_maskz_loadu_ps(ml, b + 16 * (nv - 1));
+#pragma GCC unroll 6
+        for (int i = 0; i < AMR; i++) {
+            const __m512 ai = _mm512_set1_ps(cols ? a[i] : ar[i][k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) r[i][v] = _mm512_fmadd_ps(ai, bv[v], r[i][v]);
+        }
+        if (cols) a += lda;
+        b += ldb;
+    }
+    const __m512 al = _mm512_set1_ps(alpha);
+    /* all AMR rows unrolled (a loop to mr would index r at run time and
+     * keep it in memory through the k loop) */
+#pragma GCC unroll 6
+    for (int i = 0; i < AMR; i++) {
+        if (i >= mr) break;
+        float *ci = c + (size_t)i * ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? ml : (__mmask16)0xFFFF;
+            __m512 x = _mm512_mul_ps(al, r[i][v]);
+            if (acc) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
+            _mm512_mask_storeu_ps(ci + 16 * v, m, x);
+        }
+    }
+}
+
+typedef void (*kernel_fn)(int kc, const float *a, size_t lda, const float *b, size_t ldb,
+                          float *c, size_t ldc, int mr, int nc, float alpha, int acc);
+
+#define KERNEL_6X(NV, COLS)                                                                       \
+    static void kernel_6x##NV##_##COLS(int kc, const float *a, size_t lda, const float *b,        \
+                                       size_t ldb, float *c, size_t ldc, int mr, int nc,          \
+                                       float alpha, int acc)                                      \
+    {                                                                                             \
+        kernel_6xv(NV, COLS, kc, a, lda, b, ldb, c, ldc, mr, nc, alpha, acc);                     \
+    }
+KERNEL_6X(1, 0)
+KERNEL_6X(2, 0)
+KERNEL_6X(3, 0)
+KERNEL_6X(4, 0)
+KERNEL_6X(1, 1)
+KERNEL_6X(2, 1)
+KERNEL_6X(3, 1)
+KERNEL_6X(4, 1)
+
+static const kernel_fn kernels[2][ANV] = {
+    {kernel_6x1_0, kernel_6x2_0, kernel_6x3_0, kernel_6x4_0},
+    {kernel_6x1_1, kernel_6x2_1, kernel_6x3_1, kernel_6x4_1},
+};
+
+/* One strip of C: rows [i0, i0 + mr), columns [0, n) in blocks of 64,
+ * reduction [k0, k1); a points at A(i0, k0). */
+static void strip(int cols, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                  size_t ldc, int mr, int n, int kc, float alpha, int acc)
+{
+    for (int j0 = 0; j0 < n; j0 += ANC) {
+        const int nc = n - j0 < ANC ? n - j0 : ANC;
+        kernels[cols][(nc + 15) / 16 - 1](kc, a, lda, b + j0, ldb, c + j0, ldc, mr, nc, alpha,
+                                          acc);
+    }
+}
+
+/* bt[d][j] = X[j][d] for d < hs, j < T (row stride round16(T)), 16 x 16
+ * at a time. */
+static void pack_t(float *bt, const float *X, size_t ldx, int T, int hs)
+{
+    const size_t ld = round16(T);
+    for (int j0 = 0; j0 < T; j0 += 16)
+        for (int d0 = 0; d0 < hs; d0 += 16) {
+            const __mmask16 md = aes_lanes(hs - d0);
+            __m512 r[16];
+            for (int l = 0; l < 16; l++)
+                r[l] = j0 + l < T ? _mm512_maskz_loadu_ps(md, X + (size_t)(j0 + l) * ldx + d0)
+                                  : _mm512_setzero_ps();
+            aes_transpose16(r); /* r[e]: d0 + e, columns j0 .. j0 + 15 */
+            for (int e = 0; e < 16 && d0 + e < hs; e++)
+                _mm512_storeu_ps(bt + (size_t)(d0 + e) * ld + j0, r[e]);
+        }
+}
+
+void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
+                    int T, int hs, float alpha, int causal)
+{
+    float *bt = buf;
+    pack_t(bt, X, ldx, T, hs);
+    for (int i0 = 0; i0 < T; i0 += AMR) {
+        const int mr = T - i0 < AMR ? T - i0 : AMR;
+        const int n = causal ? i0 + mr : T; /* columns past the strip's last row are masked */
+        strip(0, A + (size_t)i0 * lda, lda, bt, round16(T), S + (size_t)i0 * T, T, mr, n, hs,
+              alpha, 0);
+    }
+}
+
+void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
+                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal)
+{
+    /* Bm's rows copied together: at their stride in qkv (3C floats, a
+     * multiple of 1 KB for ViT-B/16) every strip's pass over them fell
+     * into a few sets of L1 and went back to L2 */
+    const size_t ldp = round16(hs);
+    float *bp = buf;
+    buf += (size_t)T * ldp;
+    for (int k = 0; k < T; k++)
+        for (int d = 0; d < hs; d += 16)
+            _mm512_storeu_ps(bp + (size_t)k * ldp + d,
+                             _mm512_maskz_loadu_ps(aes_lanes(hs - d), Bm + (size_t)k * ldb + d));
+    Bm = bp, ldb = ldp;
+    for (int i0 = 0; i0 < T; i0 += AMR) {
+        const int mr = T - i0 < AMR ? T - i0 : AMR;
+        /* Causal: row i of P is zero past column i, so row i of P Bm sums
+         * k <= i, and row j of P^T Bm sums k >= j. */
+        const int k0 = causal && trans ? i0 : 0, k1 = causal && !trans ? i0 + mr : T;
+        const float *a = trans ? P + (size_t)k0 * T + i0 : P + (size_t)i0 * T + k0;
+        size_t lda = (size_t)T;
+        if (trans && mr < AMR) { /* the last strip: AMR columns would run past P */
+            for (int k = k0; k < k1; k++)
+                for (int i = 0; i < AMR; i++)
+                    buf[(size_t)(k - k0) * AMR + i] = i < mr ? P[(size_t)k * T + i0 + i] : 0.0f;
+            a = buf, lda = AMR;
+        }
+        strip(trans, a, lda, Bm + (size_t)k0 * ldb, ldb, Cm + (size_t)i0 * ldc, ldc, mr, hs,
+              k1 - k0, 1.0f, acc);
+    }
+}
+
+#pragma GCC pop_options
+
+#else /* no x86-64 with GCC: the BLAS path only */
+
+int att_x86_available(void) { return 0; }
+void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
+                    int T, int hs, float alpha, int causal)
+{
+    AES_CHECK(0 && S && buf && A && lda && X && ldx && T && hs && alpha && causal);
+}
+void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
+                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal)
+{
+    AES_CHECK(0 && Cm && ldc && buf && P && trans && Bm && ldb && T && hs && acc && causal);
+}
+
+#endif
