@@ -112,7 +112,8 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
  * keys after the query (text), 0 attends everywhere (ViT). */
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                        int causal);
-/* dqkv is accumulated. scratch: attention_scratch_floats(T) floats per thread. */
+/* dqkv is accumulated. scratch: attention_scratch_floats(T, C, NH) floats per
+ * thread (omp_get_max_threads() of them). */
 size_t attention_scratch_floats(int T, int C, int NH);
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH, int causal);

@@ -1,6 +1,7 @@
 /*
- * What the hand-vectorised kernels share (src/nn/conv_x86.c, gelu.c,
- * attention.c, src/optim/adamw.c): AES_X86 where GCC can compile AVX-512
+ * What the hand-vectorised kernels share (src/nn/conv_x86.c,
+ * conv_direct_x86.c, attention.c, attention_x86.c, gelu.c,
+ * src/optim/adamw.c): AES_X86 where GCC can compile AVX-512
  * code for x86-64, aes_avx512() whether this CPU runs it (the kernels are
  * compiled for it with target attributes and chosen at run time),
  * aes_lanes(n) the mask of the first n of 16 lanes (all of them from 16

@@ -8,8 +8,9 @@
  * att [B, NH, T, T] for backward.
  *
  * Threading: the B*NH heads are split over OpenMP threads (static), and
- * each head's products are SINGLE-THREADED sgemm calls reading the strided
- * slices of qkv in place (lda = 3C), no copies. OpenBLAS (the pthread
+ * each head's products are single-threaded: without AVX-512, sgemm calls
+ * reading the strided slices of qkv in place (lda = 3C), no copies (with
+ * it, the kernels of attention_x86.c, further below). OpenBLAS (the pthread
  * build) would otherwise start its own threads inside each call, and with
  * two pools on the same cores they oversubscribe (or serialise on
  * OpenBLAS's lock). So OpenBLAS is set to one thread for the duration of

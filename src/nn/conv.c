@@ -120,7 +120,7 @@ static int dw_private(const conv_shape *s, int T)
  * channels, stride 1 or 2 and kernels larger than 1x1 (the stem) run
  * their forward and weight gradient on the direct kernels of
  * conv_direct_x86.c (their input gradient, which the stem never needs,
- * on im2col + OpenBLAS). bench_conv, N = 8, 2 threads, in turn with the
+ * as for the other convs below). bench_conv, N = 8, 2 threads, in turn with the
  * implicit GEMM in one process: the stem's forward 6.2-7.0 ms against
  * 8.8-9.3, its weight gradient 8.7-9.8 against 12.0-12.3 ms, from 58% to
  * 76% of the sgemm peak (im2col + OpenBLAS: 57%).
@@ -656,7 +656,7 @@ void conv2d_backward(float *dinp, float *dw, float *db, float *col, const float 
         conv_direct_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
     else if (own_dw)
         conv_ig_weight_grad(dw, col, dout, inp, N, C, H, W, OC, KH, KW, stride, pad);
-    if (!own_dw || (dinp && !own_dinp))
+    if ((dw && !own_dw) || (dinp && !own_dinp))
         blas_backward(own_dw ? NULL : dw, own_dinp ? NULL : dinp, col, dout, inp, w, &s);
     if (own_dinp) {
         conv_ig_pack_flipped(col, w, OC, C, KH, KW);

@@ -20,7 +20,9 @@
  * 16) vectors cover an output row. Output pixel (oh, ow) reads tap (c,
  * kh, kw) at plane (c, kh%s, kw%s), row oh + kh/s, column ow + kw/s, so
  * a vector of 16 output columns reads 16 consecutive floats, all inside
- * the planes (the columns past OW read zeros).
+ * the planes (the lanes past OW read the padding or image columns that
+ * the conv itself never uses: the forward does not store them, the
+ * weight gradient masks them).
  *
  * Forward: a tile is 4 output channels by 6 vectors of 16 output pixels
  * (each vector inside one output row; a tile's vectors may span rows and
@@ -49,7 +51,14 @@
 #include "core/avx512.h"
 #include "nn/nn_internal.h"
 
-enum { DM = 4, DV = 6, UNIT_VECTORS = 64 };
+enum { DM = 4, DV = 6, UNIT_VECTORS = 64, MAX_TAPS = CONV_DIRECT_MAX_C * 49 };
+
+int conv_direct_suits(int C, int KH, int KW, int stride)
+{
+    return C <= CONV_DIRECT_MAX_C && KH * KW > 1 && KH * KW <= 49 && (stride == 1 || stride == 2);
+}
+
+#ifdef AES_X86
 
 typedef struct {
     int N, C, H, W, OC, KH, KW, s, pad, OH, OW;
@@ -81,10 +90,6 @@ static dgeom dgeom_of(int N, int C, int H, int W, int OC, int KH, int KW, int s,
     return g;
 }
 
-int conv_direct_suits(int C, int KH, int KW, int stride)
-{
-    return C <= CONV_DIRECT_MAX_C && KH * KW > 1 && KH * KW <= 49 && (stride == 1 || stride == 2);
-}
 
 /* A thread's lane-wise sums, then its packed dy. */
 static size_t acc_floats(const dgeom *g) { return (size_t)g->OCg * g->Tg * DM * DV * 16; }
@@ -93,17 +98,22 @@ static size_t wgrad_thread_floats(const dgeom *g)
     return acc_floats(g) + (size_t)g->R * g->nvr * DM * 16;
 }
 
-#ifdef AES_X86
-
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+
+/* The team of every parallel region here: one thread when called inside
+ * someone else's region (the scratch was sized outside it, for
+ * omp_get_max_threads() there, which may be fewer than inside), as in
+ * conv_x86.c. */
+static int team(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 /* The phase planes of x (top of the file), one (sample, channel) per
  * iteration across the threads. */
 static void build_planes(float *xq, const float *x, const dgeom *g)
 {
     const int s = g->s, W = g->W, H = g->H, pad = g->pad;
-#pragma omp parallel for schedule(static)
+    const int Tw = team();
+#pragma omp parallel for schedule(static) num_threads(Tw) if (Tw > 1)
     for (long nc = 0; nc < (long)g->N * g->C; nc++) {
         const float *src = x + (size_t)nc * H * W;
         float *dst = xq + (size_t)nc * s * s * g->plane;
@@ -206,8 +216,8 @@ size_t conv_direct_floats(int N, int C, int H, int W, int OC, int KH, int KW, in
 {
     const dgeom g = dgeom_of(N, C, H, W, OC, KH, KW, stride, pad);
     const size_t planes = (size_t)N * g.sample;
-    const size_t fwd = (size_t)g.OCg * DM * (g.K + 1) + g.K;
-    const size_t wgrad = (size_t)omp_get_max_threads() * wgrad_thread_floats(&g) + g.K;
+    const size_t fwd = (size_t)g.OCg * DM * (g.K + 1);
+    const size_t wgrad = (size_t)omp_get_max_threads() * wgrad_thread_floats(&g);
     return planes + (fwd > wgrad ? fwd : wgrad);
 }
 
@@ -217,7 +227,7 @@ void conv_direct_forward(float *out, float *scratch, const float *x, const float
 {
     const dgeom g = dgeom_of(N, C, H, W, OC, KH, KW, stride, pad);
     float *xq = scratch, *wp = xq + (size_t)N * g.sample, *bp = wp + (size_t)g.OCg * DM * g.K;
-    int *off = (int *)(bp + (size_t)g.OCg * DM);
+    int off[MAX_TAPS];
     build_planes(xq, x, &g);
     tap_offsets(off, &g);
     /* wp[og][t][i] = w[4*og + i][t], zero past OC */
@@ -229,7 +239,8 @@ void conv_direct_forward(float *out, float *scratch, const float *x, const float
             }
     for (int i = 0; i < g.OCg * DM; i++) bp[i] = b && i < OC ? b[i] : 0.0f;
     const long nq = (long)N * g.OH * g.nvr, tiles = (nq + DV - 1) / DV;
-#pragma omp parallel
+    const int Tw = team();
+#pragma omp parallel num_threads(Tw) if (Tw > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         for (long k = t * tiles / T; k < (t + 1) * tiles / T; k++) {
@@ -292,9 +303,13 @@ static void wgrad_tile(float *acc_mem, const dgeom *g, const float *dyp, const f
         for (int v = 0; v < g->nvr; v++, xv += 16, d += DM * 16) {
             const __m512 d0 = _mm512_loadu_ps(d), d1 = _mm512_loadu_ps(d + 16),
                          d2 = _mm512_loadu_ps(d + 32), d3 = _mm512_loadu_ps(d + 48);
+            /* the lanes past OW (zero in dyp) must not read the image
+             * columns there: 0 * inf would put a NaN in dw from a pixel
+             * the conv never reads */
+            const __mmask16 m = aes_lanes(g->OW - 16 * v);
 #pragma GCC unroll 6
             for (int j = 0; j < DV; j++) {
-                const __m512 a = _mm512_loadu_ps(xv + o[j]);
+                const __m512 a = _mm512_maskz_loadu_ps(m, xv + o[j]);
                 acc[0][j] = _mm512_fmadd_ps(d0, a, acc[0][j]);
                 acc[1][j] = _mm512_fmadd_ps(d1, a, acc[1][j]);
                 acc[2][j] = _mm512_fmadd_ps(d2, a, acc[2][j]);
@@ -314,12 +329,13 @@ void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const f
     const dgeom g = dgeom_of(N, C, H, W, OC, KH, KW, stride, pad);
     const size_t per = wgrad_thread_floats(&g), P = (size_t)g.OH * g.OW;
     float *xq = scratch, *accs = xq + (size_t)N * g.sample;
-    int *off = (int *)(accs + (size_t)omp_get_max_threads() * per);
+    int off[MAX_TAPS];
     build_planes(xq, x, &g);
     tap_offsets(off, &g);
     const int upn = (g.OH + g.R - 1) / g.R; /* units per sample */
     const long units = (long)N * upn;
-#pragma omp parallel
+    const int Tw = team();
+#pragma omp parallel num_threads(Tw) if (Tw > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         float *mine = accs + (size_t)t * per, *dyp = mine + acc_floats(&g);

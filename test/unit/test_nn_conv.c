@@ -399,6 +399,74 @@ static void test_conv_repeat(void)
     free(o1), free(x1), free(w1), free(b1), free(o2), free(x2), free(w2), free(b2);
 }
 
+/* Inside someone else's parallel region, with a larger thread count
+ * there than where the scratch was sized (omp_set_num_threads inside the
+ * region, as OMP_NUM_THREADS=2,4 does): each conv path runs on its own
+ * thread within the scratch sized outside, and gives the serial result.
+ * The direct stem kernels once placed their tap offsets by the inner
+ * count and wrote past the scratch (ASan saw it; here a wrong result or
+ * a crash). */
+static void test_conv_nested(void)
+{
+    const conv_case ks[] = {
+        {"nested stem 7x7 s2", 2, 3, 23, 21, 10, 7, 7, 2, 3, 1},
+        {"nested 3x3 s2 implicit", 2, 12, 11, 13, 9, 3, 3, 2, 1, 1},
+        {"nested 3x3 s1 implicit", 2, 12, 9, 8, 9, 3, 3, 1, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        const conv_case *k = &ks[i];
+        conv_ctx c;
+        conv_ctx_init(&c, k, 2300 + 10 * i);
+        conv_fwd(&c);
+        float *out1 = fdup(c.out, c.nout), *dx1 = fvec(c.nin), *dw1 = fvec(c.nw);
+        conv_bwd(&c, dx1, dw1, NULL);
+        const size_t ns = conv2d_scratch_floats(k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW,
+                                                k->stride, k->pad);
+        int same = 1;
+#pragma omp parallel num_threads(2) reduction(&& : same)
+        {
+            omp_set_num_threads(4);
+            float *scr = malloc(ns * sizeof(float)), *out = fvec(c.nout), *dx = fvec(c.nin),
+                  *dw = fvec(c.nw);
+            conv2d_forward(out, scr, c.inp, c.w, c.b, k->N, k->C, k->H, k->W, k->OC, k->KH,
+                           k->KW, k->stride, k->pad);
+            conv2d_backward(dx, dw, NULL, scr, c.r, c.inp, c.w, k->N, k->C, k->H, k->W, k->OC,
+                            k->KH, k->KW, k->stride, k->pad);
+            same = rel_err(out, out1, c.nout) <= 1e-6 && rel_err(dx, dx1, c.nin) <= 1e-6 &&
+                   rel_err(dw, dw1, c.nw) <= 1e-6;
+            free(scr), free(out), free(dx), free(dw);
+        }
+        CHECK_MSG(same, "conv %s: inside a parallel region differs from outside", k->name);
+        free(out1), free(dx1), free(dw1);
+        conv_ctx_free(&c);
+    }
+}
+
+/* Input columns a stride-2 conv never reads (the last of an even width,
+ * pad 0) may hold anything, Inf included, without touching the weight
+ * gradient: the direct kernels' lanes past the output row once read them
+ * and multiplied them by zero. */
+static void test_conv_unread_inf(void)
+{
+    const conv_case k = {"unread inf", 2, 3, 8, 8, 4, 3, 3, 2, 0, 0};
+    for (int path = 1; path >= 0; path--) {
+        const int was = conv2d_set_implicit(path);
+        conv_ctx c;
+        conv_ctx_init(&c, &k, 2400);
+        float *dw0 = fvec(c.nw), *dw1 = fvec(c.nw);
+        conv_bwd(&c, NULL, dw0, NULL);
+        for (size_t i = 0; i < c.nin; i++)
+            if (i % k.W == (size_t)k.W - 1) c.inp[i] = INFINITY;
+        conv_bwd(&c, NULL, dw1, NULL);
+        CHECK_MSG(memcmp(dw0, dw1, c.nw * sizeof(float)) == 0,
+                  "conv %s (%s): an unread input column changed dw", k.name,
+                  path ? "implicit" : "im2col");
+        free(dw0), free(dw1);
+        conv_ctx_free(&c);
+        conv2d_set_implicit(was);
+    }
+}
+
 /* ---- batch norm ---------------------------------------------------------- */
 
 typedef struct {
@@ -896,6 +964,8 @@ int main(void)
         conv2d_set_implicit(was);
     }
     test_conv_repeat();
+    test_conv_nested();
+    test_conv_unread_inf();
 
     test_bn_train(6, 3, 1, 11);
     test_bn_train(3, 4, 5, 12);
