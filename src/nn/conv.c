@@ -120,10 +120,10 @@ static int dw_private(const conv_shape *s, int T)
  * channels, stride 1 or 2 and kernels larger than 1x1 (the stem) run
  * their forward and weight gradient on the direct kernels of
  * conv_direct_x86.c (their input gradient, which the stem never needs,
- * as for the other convs below). bench_conv, N = 8, 2 threads, in turn with the
- * implicit GEMM in one process: the stem's forward 6.2-7.0 ms against
- * 8.8-9.3, its weight gradient 8.7-9.8 against 12.0-12.3 ms, from 58% to
- * 76% of the sgemm peak (im2col + OpenBLAS: 57%).
+ * as for the other convs below). bench_conv, N = 8, 2 threads, in turn
+ * with the implicit GEMM in one process: the stem's forward 6.6-7.0 ms
+ * against 8.8-9.3, its weight gradient 9.8-10.6 against 12.0-12.3 ms,
+ * from 58% to 69-76% of the sgemm peak (im2col + OpenBLAS: 55-57%).
  *
  * The other convs larger than 1x1 of stride 1 (ResNet's 3x3 convs) and
  * stride 2 (the strided 3x3 convs) run their forward and weight gradient
