@@ -119,6 +119,18 @@ TARGET static void softmax_row_vec(float *row, int n, int T)
     }
 }
 
+/* dr[j] = scale * pr[j] * (dr[j] - dot) for j < n, zero for n <= j < T. */
+TARGET static void ds_row_vec(float *dr, const float *pr, int n, int T, float scale, float dot)
+{
+    const __m512 vs = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dot);
+    for (int j = 0; j < T; j += 16) {
+        const __mmask16 k = aes_lanes(n - j);
+        const __m512 d = _mm512_maskz_loadu_ps(k, dr + j), p = _mm512_maskz_loadu_ps(k, pr + j);
+        _mm512_mask_storeu_ps(dr + j, aes_lanes(T - j),
+                              _mm512_mul_ps(_mm512_mul_ps(vs, p), _mm512_sub_ps(d, vd)));
+    }
+}
+
 TARGET static double dot_vec(const float *a, const float *b, int n)
 {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
@@ -150,6 +162,19 @@ static void softmax_row(float *row, int n, int T, int vec)
 #endif
     (void)vec;
     softmax_row_scalar(row, n, T);
+}
+
+static void ds_row(float *dr, const float *pr, int n, int T, float scale, float fdot, int vec)
+{
+#ifdef AES_MVEC
+    if (vec) {
+        ds_row_vec(dr, pr, n, T, scale, fdot);
+        return;
+    }
+#endif
+    (void)vec;
+    for (int j = 0; j < n; j++) dr[j] = scale * pr[j] * (dr[j] - fdot);
+    for (int j = n; j < T; j++) dr[j] = 0.0f;
 }
 
 static double dot_row(const float *a, const float *b, int n, int vec)
@@ -251,8 +276,7 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                 float *dr = ds + (size_t)t * T;
                 const int n = causal ? t + 1 : T;
                 const float fdot = (float)dot_row(dr, pr, n, vec);
-                for (int j = 0; j < n; j++) dr[j] = scale * pr[j] * (dr[j] - fdot);
-                for (int j = n; j < T; j++) dr[j] = 0.0f;
+                ds_row(dr, pr, n, T, scale, fdot, vec);
             }
             if (own) {
                 att_x86_product(dq, C3, buf, ds, 0, k, C3, T, hs, 1, causal); /* dQ += dS K */

@@ -136,6 +136,17 @@ static void strip(int cols, const float *a, size_t lda, const float *b, size_t l
     }
 }
 
+/* The next strip's rows of the output (at most AMR of the `left` rows
+ * there, n floats each, row stride ld) towards L1 while this strip
+ * computes: the probabilities and the gradients of qkv are written (or
+ * added) where the cache has not been for a while, and stores missing at
+ * the end of a strip held the next strip's loads. */
+static void prefetch_rows(const float *C, size_t ld, int left, int n)
+{
+    for (int r = 0; r < AMR && r < left; r++)
+        for (int j = 0; j < n; j += 16) _mm_prefetch((const char *)(C + (size_t)r * ld + j), _MM_HINT_T0);
+}
+
 /* bt[d][j] = X[j][d] for d < hs, j < T (row stride round16(T)), 16 x 16
  * at a time. */
 static void pack_t(float *bt, const float *X, size_t ldx, int T, int hs)
@@ -162,6 +173,7 @@ void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const floa
     for (int i0 = 0; i0 < T; i0 += AMR) {
         const int mr = T - i0 < AMR ? T - i0 : AMR;
         const int n = causal ? i0 + mr : T; /* columns past the strip's last row are masked */
+        prefetch_rows(S + (size_t)(i0 + AMR) * T, T, T - i0 - AMR, T);
         strip(0, A + (size_t)i0 * lda, lda, bt, round16(T), S + (size_t)i0 * T, T, mr, n, hs,
               alpha, 0);
     }
@@ -194,6 +206,7 @@ void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int tran
                     buf[(size_t)(k - k0) * AMR + i] = i < mr ? P[(size_t)k * T + i0 + i] : 0.0f;
             a = buf, lda = AMR;
         }
+        prefetch_rows(Cm + (size_t)(i0 + AMR) * ldc, ldc, T - i0 - AMR, hs);
         strip(trans, a, lda, Bm + (size_t)k0 * ldb, ldb, Cm + (size_t)i0 * ldc, ldc, mr, hs,
               k1 - k0, 1.0f, acc);
     }
