@@ -39,10 +39,10 @@
  * (attention_x86.c) that skip OpenBLAS's per-call packing and, for the
  * causal text heads, the masked half. Forward + backward of attention
  * alone (B = 8 ViT-B/16 heads, B = 40 text heads, 2 threads), against the
- * OpenBLAS calls in the same build: 15.8 against 16.6-16.9 ms (ViT-B/16),
- * 6.9 against 11.6-11.8 ms (text); in bench_transformer's blocks 17.4-18.2
- * ms (ViT-B/16, 157-164 GFLOP/s, about 52% of the sgemm peak) and 9.3-9.6
- * ms (text, was 12.4). PyTorch 1.13 on the same threads (matmul, softmax,
+ * OpenBLAS calls in the same build: 15.4 against 16.6-16.9 ms (ViT-B/16),
+ * 6.2-6.4 against 11.6-11.8 ms (text); in bench_transformer's blocks
+ * 16.6-17.0 ms (ViT-B/16, 168-172 GFLOP/s, about 54% of the sgemm peak)
+ * and 8.6-9.6 ms (text, was 12.4). PyTorch 1.13 on the same threads (matmul, softmax,
  * matmul, then backward): 48.7 and 35.5 ms. What keeps attention from the
  * linear layers' 90%: the products are 64 deep, the softmax and the dS
  * rows add passes over T x T floats per head, and P (15 MB for the ViT-B/16
