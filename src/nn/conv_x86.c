@@ -201,11 +201,35 @@ void conv_ig_pack(float *ap, const float *w, int M, int K)
 void conv_ig_pack_flipped(float *ap, const float *w, int OC, int C, int KH, int KW)
 {
     const int KK = KH * KW, K = OC * KK, Mp = round_up(C, MR), npanels = Mp / MR;
+    /* A full panel's KK taps of one oc are, in w, MR rows of KK floats one
+     * after the other, and in ap, when they stay inside one KC block, KK
+     * rows of MR floats one after the other: the same MR*KK floats
+     * transposed, t reversed. For kernels of up to 64 taps they go as
+     * gathers from the source block, 16 lanes at a time (idx); partial
+     * panels and blocks split by a KC boundary one by one. The one-by-one
+     * copy had taken a fifth of the input gradient of ResNet-50's
+     * 512-channel 3x3 at 7x7 px, N = 8 (2.4 M weights): 8.9 -> 8.0 ms. */
+    enum { GATHER_MAX = MR * 64 };
+    int idx[GATHER_MAX + 16];
+    const int nblk = MR * KK, gather = nblk <= GATHER_MAX;
+    for (int p = 0; gather && p < nblk; p++) idx[p] = (p % MR) * KK + KK - 1 - p / MR;
 #pragma omp parallel for schedule(static) if ((size_t)C * K > 32768)
     for (int pi = 0; pi < npanels; pi++) {
         const int c0 = pi * MR, rows = C - c0 < MR ? C - c0 : MR;
         for (int oc = 0; oc < OC; oc++) {
             const float *src = w + ((size_t)oc * C + c0) * KK;
+            const int k0 = oc * KK;
+            if (gather && rows == MR && k0 / KC == (k0 + KK - 1) / KC) {
+                const int pc = k0 / KC * KC, kc = K - pc < KC ? K - pc : KC;
+                float *d = ap + (size_t)pc * Mp + (size_t)c0 * kc + (size_t)(k0 - pc) * MR;
+                for (int p = 0; p < nblk; p += 16) {
+                    const __mmask16 m = aes_lanes(nblk - p);
+                    const __m512i ix = _mm512_maskz_loadu_epi32(m, idx + p);
+                    _mm512_mask_storeu_ps(
+                        d + p, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, src, 4));
+                }
+                continue;
+            }
             for (int t = 0; t < KK; t++) {
                 const int k = oc * KK + t, pc = k / KC * KC, kc = K - pc < KC ? K - pc : KC;
                 float *d = ap + (size_t)pc * Mp + (size_t)c0 * kc + (size_t)(k - pc) * MR;
