@@ -175,9 +175,9 @@ static double ln_loss(void *p)
     return dotd(c->r, c->out, (size_t)c->N * c->C);
 }
 
-static void test_layernorm(void)
+static void test_layernorm(int N, int C)
 {
-    ln_ctx c = {.N = 5, .C = 12};
+    ln_ctx c = {.N = N, .C = C};
     const size_t n = (size_t)c.N * c.C;
     c.inp = frand(n, -2, 2);
     for (int i = 0; i < c.N; i++) /* an offset per row: the mean must cancel */
@@ -674,7 +674,8 @@ int main(void)
     aes_rng_init(&rng, aes_key(20240611, 0, 0, AES_RNG_INIT));
     test_linear(1);
     test_linear(0);
-    test_layernorm();
+    test_layernorm(5, 12);
+    test_layernorm(4, 37); /* 16-lane rows with a tail (src/nn/layernorm.c) */
     test_gelu();
     test_attention(0);
     test_attention(1);
