@@ -5,7 +5,8 @@
  * code for x86-64, aes_avx512() whether this CPU runs it (the kernels are
  * compiled for it with target attributes and chosen at run time),
  * aes_lanes(n) the mask of the first n of 16 lanes (all of them from 16
- * on, none below 1), aes_transpose16 (16 vectors of 16 floats
+ * on, none below 1), aes_lo_pd / aes_hi_pd (the two halves of 16
+ * floats as doubles), aes_transpose16 (16 vectors of 16 floats
  * transposed in registers), and, where CMake found them in glibc's libmvec
  * (AESNET_HAVE_MVEC), its 16-lane erff and expf.
  */
@@ -23,6 +24,17 @@ static inline int aes_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 static inline __mmask16 aes_lanes(ptrdiff_t n)
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* The low and high 8 floats of a, as doubles (for sums in double lanes). */
+__attribute__((target("avx512f"))) static inline __m512d aes_lo_pd(__m512 a)
+{
+    return _mm512_cvtps_pd(_mm512_castps512_ps256(a));
+}
+
+__attribute__((target("avx512f"))) static inline __m512d aes_hi_pd(__m512 a)
+{
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
 }
 
 /* r[i][j] <-> r[j][i] for 16 vectors of 16. */

@@ -90,11 +90,8 @@ static double dot_scalar(const float *a, const float *b, int n)
 /* The exact products of 16 float pairs added into two double vectors. */
 TARGET static inline void dot_add(__m512d *s0, __m512d *s1, __m512 a, __m512 b)
 {
-    *s0 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)),
-                          _mm512_cvtps_pd(_mm512_castps512_ps256(b)), *s0);
-    *s1 = _mm512_fmadd_pd(
-        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
-        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), *s1);
+    *s0 = _mm512_fmadd_pd(aes_lo_pd(a), aes_lo_pd(b), *s0);
+    *s1 = _mm512_fmadd_pd(aes_hi_pd(a), aes_hi_pd(b), *s1);
 }
 
 TARGET static void softmax_row_vec(float *row, int n, int T)

@@ -144,7 +144,8 @@ static void strip(int cols, const float *a, size_t lda, const float *b, size_t l
 static void prefetch_rows(const float *C, size_t ld, int left, int n)
 {
     for (int r = 0; r < AMR && r < left; r++)
-        for (int j = 0; j < n; j += 16) _mm_prefetch((const char *)(C + (size_t)r * ld + j), _MM_HINT_T0);
+        for (int j = 0; j < n; j += 16)
+            _mm_prefetch((const char *)(C + (size_t)r * ld + j), _MM_HINT_T0);
 }
 
 /* bt[d][j] = X[j][d] for d < hs, j < T (row stride round16(T)), 16 x 16

@@ -101,18 +101,12 @@ static size_t wgrad_thread_floats(const dgeom *g)
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 
-/* The team of every parallel region here: one thread when called inside
- * someone else's region (the scratch was sized outside it, for
- * omp_get_max_threads() there, which may be fewer than inside), as in
- * conv_x86.c. */
-static int team(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
-
 /* The phase planes of x (top of the file), one (sample, channel) per
  * iteration across the threads. */
 static void build_planes(float *xq, const float *x, const dgeom *g)
 {
     const int s = g->s, W = g->W, H = g->H, pad = g->pad;
-    const int Tw = team();
+    const int Tw = nn_team();
 #pragma omp parallel for schedule(static) num_threads(Tw) if (Tw > 1)
     for (long nc = 0; nc < (long)g->N * g->C; nc++) {
         const float *src = x + (size_t)nc * H * W;
@@ -239,7 +233,7 @@ void conv_direct_forward(float *out, float *scratch, const float *x, const float
             }
     for (int i = 0; i < g.OCg * DM; i++) bp[i] = b && i < OC ? b[i] : 0.0f;
     const long nq = (long)N * g.OH * g.nvr, tiles = (nq + DV - 1) / DV;
-    const int Tw = team();
+    const int Tw = nn_team();
 #pragma omp parallel num_threads(Tw) if (Tw > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -345,7 +339,7 @@ void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const f
     tap_offsets(off, &g);
     const int upn = (g.OH + g.R - 1) / g.R; /* units per sample */
     const long units = (long)N * upn;
-    const int Tw = team();
+    const int Tw = nn_team();
 #pragma omp parallel num_threads(Tw) if (Tw > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();

@@ -378,7 +378,8 @@ static void pack_b(float *bbuf, const float *x, const geom *g, long j0, int nc, 
             for (int k = c * KK + t; k < k0 + kc; k += KK, c++) {
                 float *dst = panel + (size_t)(k - k0) * NR;
                 for (int v = 0; v < NV; v++)
-                    _mm512_storeu_ps(dst + 16 * v, tap_vec(x + c * plane, tp.e, tp.start, v, g->stride == 2));
+                    _mm512_storeu_ps(dst + 16 * v,
+                                     tap_vec(x + c * plane, tp.e, tp.start, v, g->stride == 2));
             }
         }
     }
@@ -406,8 +407,8 @@ static void scatter_tile(float *out, const float *tmp, const geom *g, long j0, i
             for (int c = 0; c < len; c += 16) {
                 const __mmask16 m = aes_lanes(len - c);
                 const __m512 v = _mm512_maskz_loadu_ps(m, t + c);
-                _mm512_mask_storeu_ps(o + c, m,
-                                      _mm512_add_ps(write ? b : _mm512_maskz_loadu_ps(m, o + c), v));
+                const __m512 base = write ? b : _mm512_maskz_loadu_ps(m, o + c);
+                _mm512_mask_storeu_ps(o + c, m, _mm512_add_ps(base, v));
             }
         }
         col += len;
@@ -452,7 +453,7 @@ void conv_ig_run(float *out, float *scratch, const float *x, const float *ap, co
 {
     const geom g = geom_of(N, C, H, W, M, KH, KW, stride, pad, MR);
     const long cols = (long)N * g.P;
-    const int T = omp_in_parallel() ? 1 : omp_get_max_threads(), mpanels = g.Mp / MR;
+    const int T = nn_team(), mpanels = g.Mp / MR;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         /* The team the runtime gave (OMP_THREAD_LIMIT, OMP_DYNAMIC may make
@@ -619,7 +620,7 @@ void conv_ig_weight_grad(float *dw, float *scratch, const float *dy, const float
 {
     const geom g = geom_of(N, C, H, W, OC, KH, KW, stride, pad, 16);
     const long nq = (long)N * g.P;
-    const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int T = nn_team();
     const size_t per = wgrad_thread_floats(OC);
     const int panels = (g.K + NR - 1) / NR;
     float *priv = scratch + (size_t)T * per; /* sized for T: a smaller team fits */

@@ -53,7 +53,8 @@ void gelu_forward(float *out, const float *inp, size_t n)
 #ifdef AES_MVEC
     if (aes_avx512()) {
 #pragma omp parallel for schedule(static)
-        for (ptrdiff_t i = 0; i < m; i += 16) gelu_fwd16(out, inp, i, m - i < 16 ? (int)(m - i) : 16);
+        for (ptrdiff_t i = 0; i < m; i += 16)
+            gelu_fwd16(out, inp, i, m - i < 16 ? (int)(m - i) : 16);
         return;
     }
 #endif

@@ -27,9 +27,19 @@
 /* s0, s1 += the 16 floats of a, as doubles */
 TARGET static inline void add_pd16(__m512d *s0, __m512d *s1, __m512 a)
 {
-    *s0 = _mm512_add_pd(*s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
-    *s1 = _mm512_add_pd(
-        *s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
+    *s0 = _mm512_add_pd(*s0, aes_lo_pd(a));
+    *s1 = _mm512_add_pd(*s1, aes_hi_pd(a));
+}
+
+/* (x - m) * rs and a * b on the lanes in k (zero elsewhere) */
+TARGET static inline __m512 xhat16(const float *x, __mmask16 k, __m512 vm, __m512 vr)
+{
+    return _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), vm), vr);
+}
+
+TARGET static inline __m512 mul16(const float *a, const float *b, __mmask16 k)
+{
+    return _mm512_mul_ps(_mm512_maskz_loadu_ps(k, a), _mm512_maskz_loadu_ps(k, b));
 }
 
 TARGET static double sum_pd(__m512d s0, __m512d s1)
@@ -41,7 +51,8 @@ TARGET static void ln_row_fwd(float *y, float *mean, float *rstd, const float *x
                               const float *b, int C, float eps)
 {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int c = 0; c < C; c += 16) add_pd16(&s0, &s1, _mm512_maskz_loadu_ps(aes_lanes(C - c), x + c));
+    for (int c = 0; c < C; c += 16)
+        add_pd16(&s0, &s1, _mm512_maskz_loadu_ps(aes_lanes(C - c), x + c));
     const double m = sum_pd(s0, s1) / C;
     const __m512d md = _mm512_set1_pd(m);
     __m512d v0 = _mm512_setzero_pd(), v1 = _mm512_setzero_pd();
@@ -49,11 +60,8 @@ TARGET static void ln_row_fwd(float *y, float *mean, float *rstd, const float *x
         const __mmask16 k = aes_lanes(C - c);
         const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
         /* masked-off lanes: x = 0, d = -m; keep them out of the sum */
-        const __m512d d0 = _mm512_maskz_sub_pd((__mmask8)k, _mm512_cvtps_pd(_mm512_castps512_ps256(xv)), md);
-        const __m512d d1 = _mm512_maskz_sub_pd(
-            (__mmask8)(k >> 8),
-            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1))),
-            md);
+        const __m512d d0 = _mm512_maskz_sub_pd((__mmask8)k, aes_lo_pd(xv), md);
+        const __m512d d1 = _mm512_maskz_sub_pd((__mmask8)(k >> 8), aes_hi_pd(xv), md);
         v0 = _mm512_fmadd_pd(d0, d0, v0);
         v1 = _mm512_fmadd_pd(d1, d1, v1);
     }
@@ -64,7 +72,7 @@ TARGET static void ln_row_fwd(float *y, float *mean, float *rstd, const float *x
     const __m512 vm = _mm512_set1_ps(fm), vr = _mm512_set1_ps(rs);
     for (int c = 0; c < C; c += 16) {
         const __mmask16 k = aes_lanes(C - c);
-        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        const __m512 xh = xhat16(x + c, k, vm, vr);
         _mm512_mask_storeu_ps(y + c, k,
                               _mm512_add_ps(_mm512_mul_ps(xh, _mm512_maskz_loadu_ps(k, w + c)),
                                             _mm512_maskz_loadu_ps(k, b + c)));
@@ -79,8 +87,7 @@ TARGET static void ln_row_bwd(float *dx, const float *d, const float *x, const f
             h1 = _mm512_setzero_pd();
     for (int c = 0; c < C; c += 16) {
         const __mmask16 k = aes_lanes(C - c);
-        const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
-        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        const __m512 g = mul16(d + c, w + c, k), xh = xhat16(x + c, k, vm, vr);
         add_pd16(&g0, &g1, g);
         add_pd16(&h0, &h1, _mm512_mul_ps(g, xh)); /* g = 0 in masked-off lanes */
     }
@@ -88,20 +95,21 @@ TARGET static void ln_row_bwd(float *dx, const float *d, const float *x, const f
                  mgx = _mm512_set1_ps((float)(sum_pd(h0, h1) / C));
     for (int c = 0; c < C; c += 16) {
         const __mmask16 k = aes_lanes(C - c);
-        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
-        const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
-        const __m512 t = _mm512_mul_ps(vr, _mm512_sub_ps(_mm512_sub_ps(g, mg), _mm512_mul_ps(xh, mgx)));
+        const __m512 g = mul16(d + c, w + c, k), xh = xhat16(x + c, k, vm, vr);
+        const __m512 t =
+            _mm512_mul_ps(vr, _mm512_sub_ps(_mm512_sub_ps(g, mg), _mm512_mul_ps(xh, mgx)));
         _mm512_mask_storeu_ps(dx + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + c), t));
     }
 }
-/* aw[j] = sum over rows of d * xhat, ab[j] = sum of d, for the wd <= 64
- * columns at d, x (row stride C), each column summed over rows in row
- * order as the scalar loop does. */
+/* aw[j] = sum over rows of d * xhat, ab[j] = sum of d, for the wd <=
+ * COL_BLOCK columns at d, x (row stride C), each column summed over rows
+ * in row order as the scalar loop does; aw, ab hold COL_BLOCK doubles (the
+ * columns past wd come out zero). */
 TARGET static void ln_cols_bwd(double *aw, double *ab, const float *d, const float *x,
                                const float *mean, const float *rstd, int N, int C, int wd)
 {
-    __m512d sw[8], sb[8];
-    for (int q = 0; q < 8; q++) sw[q] = sb[q] = _mm512_setzero_pd();
+    __m512d sw[COL_BLOCK / 8], sb[COL_BLOCK / 8];
+    for (int q = 0; q < COL_BLOCK / 8; q++) sw[q] = sb[q] = _mm512_setzero_pd();
     const int nv = (wd + 15) / 16;
     for (int n = 0; n < N; n++) {
         const __m512 vm = _mm512_set1_ps(mean[n]), vr = _mm512_set1_ps(rstd[n]);
@@ -109,17 +117,15 @@ TARGET static void ln_cols_bwd(double *aw, double *ab, const float *d, const flo
         for (int v = 0; v < nv; v++) {
             const __mmask16 k = aes_lanes(wd - 16 * v);
             const __m512 dv = _mm512_maskz_loadu_ps(k, dn + 16 * v);
-            const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xn + 16 * v), vm), vr);
+            const __m512 xh = xhat16(xn + 16 * v, k, vm, vr);
             add_pd16(&sw[2 * v], &sw[2 * v + 1], _mm512_mul_ps(dv, xh));
             add_pd16(&sb[2 * v], &sb[2 * v + 1], dv);
         }
     }
-    double tw[64], tb[64];
-    for (int q = 0; q < 8; q++) {
-        _mm512_storeu_pd(tw + 8 * q, sw[q]);
-        _mm512_storeu_pd(tb + 8 * q, sb[q]);
+    for (int q = 0; q < 2 * nv; q++) {
+        _mm512_storeu_pd(aw + 8 * q, sw[q]);
+        _mm512_storeu_pd(ab + 8 * q, sb[q]);
     }
-    for (int j = 0; j < wd; j++) aw[j] = tw[j], ab[j] = tb[j];
 }
 #endif
 
@@ -166,24 +172,19 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
         const int wd = C - c0 < COL_BLOCK ? C - c0 : COL_BLOCK;
         double aw[COL_BLOCK] = {0}, ab[COL_BLOCK] = {0};
 #ifdef AES_X86
-        if (aes_avx512()) {
+        if (aes_avx512())
             ln_cols_bwd(aw, ab, dout + c0, inp + c0, mean, rstd, N, C, wd);
-            for (int j = 0; j < wd; j++) {
-                dw[c0 + j] += (float)aw[j];
-                db[c0 + j] += (float)ab[j];
-            }
-            continue;
-        }
+        else
 #endif
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C + c0;
-            const float *d = dout + (size_t)n * C + c0;
-            const float m = mean[n], rs = rstd[n];
-            for (int j = 0; j < wd; j++) {
-                aw[j] += d[j] * ((x[j] - m) * rs);
-                ab[j] += d[j];
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C + c0;
+                const float *d = dout + (size_t)n * C + c0;
+                const float m = mean[n], rs = rstd[n];
+                for (int j = 0; j < wd; j++) {
+                    aw[j] += d[j] * ((x[j] - m) * rs);
+                    ab[j] += d[j];
+                }
             }
-        }
         for (int j = 0; j < wd; j++) {
             dw[c0 + j] += (float)aw[j];
             db[c0 + j] += (float)ab[j];

@@ -2,6 +2,15 @@
 #ifndef AESNET_NN_INTERNAL_H
 #define AESNET_NN_INTERNAL_H
 
+#include <omp.h>
+#include <stddef.h>
+
+/* The thread count a conv kernel asks for its own parallel region: one
+ * inside someone else's region (its scratch was sized out there, by
+ * omp_get_max_threads() of that level, which may be smaller than the
+ * inner one), omp_get_max_threads() otherwise. */
+static inline int nn_team(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
 /* OpenBLAS to one thread while OpenMP threads call it (one thread pool at
  * a time: the two pools spinning on two cores slow each other down).
  * Returns the count to restore, 0 when nothing was changed. Only the

@@ -178,7 +178,8 @@ static void conv_ctx_init(conv_ctx *c, const conv_case *k, uint64_t key)
     c->b = k->bias ? fvec(k->OC) : NULL;
     c->out = fvec(c->nout);
     c->r = fvec(c->nout);
-    c->col = fvec(conv2d_scratch_floats(k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
+    c->col = fvec(
+        conv2d_scratch_floats(k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad));
     fill_normal(c->inp, c->nin, key + 1, 1.0f);
     fill_normal(c->w, c->nw, key + 2, 0.5f);
     if (c->b) fill_normal(c->b, k->OC, key + 3, 0.5f);

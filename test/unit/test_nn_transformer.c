@@ -339,7 +339,10 @@ static void attention_ref(double *out, double *dqkv, const float *qkv, const flo
                     p[i * T + j] = j < n ? s * scale : -INFINITY;
                     if (j < n) mx = fmax(mx, p[i * T + j]);
                 }
-                for (int j = 0; j < T; j++) sum += p[i * T + j] = j < n ? exp(p[i * T + j] - mx) : 0.0;
+                for (int j = 0; j < T; j++) {
+                    p[i * T + j] = j < n ? exp(p[i * T + j] - mx) : 0.0;
+                    sum += p[i * T + j];
+                }
                 for (int j = 0; j < T; j++) p[i * T + j] /= sum;
                 for (int d = 0; d < hs; d++) {
                     double o = 0.0;
