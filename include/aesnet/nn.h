@@ -117,6 +117,10 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 size_t attention_scratch_floats(int T, int C, int NH);
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH, int causal);
+/* 1 (the default): attention's AVX-512 kernels where the CPU has them; 0:
+ * sgemm calls and scalar row loops, the path of CPUs without AVX-512 (for
+ * tests). Returns the previous setting. */
+int attention_set_kernels(int on);
 
 /* ---- token + position embedding: out [B, T, C] = wte[tok] + wpe[t]. */
 void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,

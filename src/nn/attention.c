@@ -40,13 +40,30 @@
  * causal text heads, the masked half. Forward + backward of attention
  * alone (B = 8 ViT-B/16 heads, B = 40 text heads, 2 threads), against the
  * OpenBLAS calls in the same build: 15.4 against 16.6-16.9 ms (ViT-B/16),
- * 6.2-6.4 against 11.6-11.8 ms (text); in bench_transformer's blocks
- * 16.6-17.0 ms (ViT-B/16, 168-172 GFLOP/s, about 54% of the sgemm peak)
- * and 8.6-9.6 ms (text, was 12.4). PyTorch 1.13 on the same threads (matmul, softmax,
- * matmul, then backward): 48.7 and 35.5 ms. What keeps attention from the
- * linear layers' 90%: the products are 64 deep, the softmax and the dS
- * rows add passes over T x T floats per head, and P (15 MB for the ViT-B/16
- * batch) goes to memory between the forward and the backward.
+ * 6.2-6.4 against 11.6-11.8 ms (text). PyTorch 1.13 on the same threads
+ * (matmul, softmax, matmul, then backward): 48.7 and 35.5 ms.
+ *
+ * Then each head went a strip of ATT_X86_MR query rows at a time, the
+ * strip's softmax (forward) or dS rows (backward) computed while its rows
+ * are in L1, between the products that make and use them, with the rows
+ * of a strip side by side (one row alone was a chain of dependent
+ * maxima and sums), exp inlined (aes_exp_ps: the libmvec call spilled
+ * every live register around it) and the row sums in float lanes; and the
+ * backward reads P by rows before its transposed product (cold, by
+ * columns, that product ran at half speed). Per ViT-B/16 head on one core,
+ * everything in cache: forward 107-111 -> 94 us (the softmax 33 -> 16 us
+ * of it), backward 158-164 -> 156 us. Attention alone: 13.9-14.0 ms
+ * (ViT-B/16), 5.7 ms (text); in bench_transformer's blocks 15.2-15.7 ms
+ * (ViT-B/16, 182-188 GFLOP/s, 58-60% of the sgemm peak; was 16.6-17.0)
+ * and 6.9-7.1 ms (text; was 8.6-9.6). Software prefetch of the next
+ * head's rows, tried again, made no difference or worse.
+ *
+ * What keeps attention from the linear layers' 90%: per ViT-B/16 head
+ * (one core, the whole batch) the products take about 190 us of 270 and
+ * run at 140-160 GFLOP/s when their operands are in cache; the softmax
+ * and dS rows take 25 us, packing the operands 15-20 us (their rows lie
+ * 3C floats apart in qkv and come from L3), and the products whose
+ * operands come from L3 another 25-30 us.
  */
 #include <cblas.h>
 #include <math.h>
@@ -59,11 +76,10 @@
 #include "nn/nn_internal.h"
 
 /* The row operations between the products: softmax forward, and the
- * row dot product of its backward. Scalar here; 16 lanes with AVX-512
- * (exp from glibc's libmvec where CMake found it) below, where the CPU
- * has it. Both sum in double; the vector ones in 16 lanes added up in a
- * fixed order, so results still repeat bit for bit on any thread count. */
-static void softmax_row_scalar(float *row, int n, int T)
+ * row dot product of its backward; both sum in double. Scalar here, for
+ * the BLAS path; the AVX-512 path (below) does a strip of rows at a
+ * time. */
+static void softmax_row(float *row, int n, int T)
 {
     float mx = -INFINITY;
     for (int j = 0; j < n; j++) mx = fmaxf(mx, row[j]);
@@ -77,111 +93,182 @@ static void softmax_row_scalar(float *row, int n, int T)
     for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
-static double dot_scalar(const float *a, const float *b, int n)
+/* dr[j] = scale * pr[j] * (dr[j] - sum_j dr[j] pr[j]) for j < n, zero for
+ * n <= j < T. */
+static void ds_row(float *dr, const float *pr, int n, int T, float scale)
 {
     double dot = 0.0;
-    for (int j = 0; j < n; j++) dot += (double)a[j] * b[j];
-    return dot;
-}
-
-#ifdef AES_MVEC
-#define TARGET __attribute__((target("avx512f")))
-
-/* The exact products of 16 float pairs added into two double vectors. */
-TARGET static inline void dot_add(__m512d *s0, __m512d *s1, __m512 a, __m512 b)
-{
-    *s0 = _mm512_fmadd_pd(aes_lo_pd(a), aes_lo_pd(b), *s0);
-    *s1 = _mm512_fmadd_pd(aes_hi_pd(a), aes_hi_pd(b), *s1);
-}
-
-TARGET static void softmax_row_vec(float *row, int n, int T)
-{
-    __m512 vm = _mm512_set1_ps(-INFINITY);
-    for (int j = 0; j < n; j += 16)
-        vm = _mm512_mask_max_ps(vm, aes_lanes(n - j), vm,
-                                _mm512_maskz_loadu_ps(aes_lanes(n - j), row + j));
-    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm)), one = _mm512_set1_ps(1.0f);
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int j = 0; j < n; j += 16) {
-        const __mmask16 k = aes_lanes(n - j);
-        const __m512 e = _mm512_maskz_mov_ps(
-            k, _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx)));
-        _mm512_mask_storeu_ps(row + j, k, e);
-        dot_add(&s0, &s1, e, one);
-    }
-    const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
-    for (int j = 0; j < T; j += 16) {
-        const __m512 r = _mm512_maskz_loadu_ps(aes_lanes(n - j), row + j);
-        _mm512_mask_storeu_ps(row + j, aes_lanes(T - j), _mm512_mul_ps(r, inv));
-    }
-}
-
-/* dr[j] = scale * pr[j] * (dr[j] - dot) for j < n, zero for n <= j < T. */
-TARGET static void ds_row_vec(float *dr, const float *pr, int n, int T, float scale, float dot)
-{
-    const __m512 vs = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dot);
-    for (int j = 0; j < T; j += 16) {
-        const __mmask16 k = aes_lanes(n - j);
-        const __m512 d = _mm512_maskz_loadu_ps(k, dr + j), p = _mm512_maskz_loadu_ps(k, pr + j);
-        _mm512_mask_storeu_ps(dr + j, aes_lanes(T - j),
-                              _mm512_mul_ps(_mm512_mul_ps(vs, p), _mm512_sub_ps(d, vd)));
-    }
-}
-
-TARGET static double dot_vec(const float *a, const float *b, int n)
-{
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int j = 0; j < n; j += 16)
-        dot_add(&s0, &s1, _mm512_maskz_loadu_ps(aes_lanes(n - j), a + j),
-                _mm512_maskz_loadu_ps(aes_lanes(n - j), b + j));
-    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-}
-
-#endif
-
-/* Whether the 16-lane row operations run on this CPU. */
-static int row_vec(void)
-{
-#ifdef AES_MVEC
-    return aes_avx512();
-#else
-    return 0;
-#endif
-}
-
-static void softmax_row(float *row, int n, int T, int vec)
-{
-#ifdef AES_MVEC
-    if (vec) {
-        softmax_row_vec(row, n, T);
-        return;
-    }
-#endif
-    (void)vec;
-    softmax_row_scalar(row, n, T);
-}
-
-static void ds_row(float *dr, const float *pr, int n, int T, float scale, float fdot, int vec)
-{
-#ifdef AES_MVEC
-    if (vec) {
-        ds_row_vec(dr, pr, n, T, scale, fdot);
-        return;
-    }
-#endif
-    (void)vec;
+    for (int j = 0; j < n; j++) dot += (double)dr[j] * pr[j];
+    const float fdot = (float)dot;
     for (int j = 0; j < n; j++) dr[j] = scale * pr[j] * (dr[j] - fdot);
     for (int j = n; j < T; j++) dr[j] = 0.0f;
 }
 
-static double dot_row(const float *a, const float *b, int n, int vec)
+#ifdef AES_X86
+#define TARGET __attribute__((target("avx512f")))
+#define MR ATT_X86_MR
+
+/* n[r]: how many keys row r of the strip from query i0 sees (0 past
+ * mr); returns the most of them. */
+static inline int visible(int n[MR], int mr, int i0, int T, int causal)
 {
-#ifdef AES_MVEC
-    if (vec) return dot_vec(a, b, n);
-#endif
-    (void)vec;
-    return dot_scalar(a, b, n);
+    for (int r = 0; r < MR; r++) n[r] = r >= mr ? 0 : causal ? i0 + r + 1 : T;
+    return causal ? i0 + mr : T;
 }
+
+/* Softmax of the mr <= MR rows of a strip, p (row stride T) from query
+ * i0: the visible keys' probabilities, zeros past them. The rows go
+ * side by side, 16 lanes of each in turn: one row alone was a chain of
+ * dependent maxima and sums (a third of a ViT-B/16 head's forward, as
+ * long as either of its products). Each row sums its lanes in double in
+ * j order and adds them up the same way on any strip height. */
+TARGET static void softmax_strip(float *p, int mr, int i0, int T, int causal)
+{
+    int n[MR];
+    const int nmax = visible(n, mr, i0, T, causal);
+    __m512 mx[MR], sf[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) mx[r] = _mm512_set1_ps(-INFINITY), sf[r] = _mm512_setzero_ps();
+    for (int j = 0; j < nmax; j += 16)
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            const __mmask16 k = aes_lanes(n[r] - j);
+            mx[r] = _mm512_mask_max_ps(mx[r], k, mx[r],
+                                       _mm512_maskz_loadu_ps(k, p + (size_t)r * T + j));
+        }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+    for (int j = 0; j < nmax; j += 16)
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            const __mmask16 k = aes_lanes(n[r] - j);
+            float *pr = p + (size_t)r * T + j;
+            const __m512 e = _mm512_maskz_mov_ps(
+                k, aes_exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, pr), mx[r])));
+            _mm512_mask_storeu_ps(pr, k, e);
+            sf[r] = _mm512_add_ps(sf[r], e);
+        }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sf[r]));
+        float *pr = p + (size_t)r * T;
+        for (int j = 0; j < T; j += 16)
+            _mm512_mask_storeu_ps(
+                pr + j, aes_lanes(T - j),
+                _mm512_mul_ps(_mm512_maskz_loadu_ps(aes_lanes(n[r] - j), pr + j), inv));
+    }
+}
+
+/* ds_row for the mr <= MR rows of a strip (dS and P row stride T), side by
+ * side as in softmax_strip. */
+TARGET static void ds_strip(float *ds, const float *p, int mr, int i0, int T, int causal,
+                            float scale)
+{
+    int n[MR];
+    const int nmax = visible(n, mr, i0, T, causal);
+    __m512 sd[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) sd[r] = _mm512_setzero_ps();
+    for (int j = 0; j < nmax; j += 16)
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            const __mmask16 k = aes_lanes(n[r] - j);
+            const size_t at = (size_t)r * T + j;
+            sd[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, ds + at),
+                                    _mm512_maskz_loadu_ps(k, p + at), sd[r]);
+        }
+    const __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        const __m512 vd = _mm512_set1_ps(_mm512_reduce_add_ps(sd[r]));
+        for (int j = 0; j < T; j += 16) {
+            const __mmask16 k = aes_lanes(n[r] - j);
+            const size_t at = (size_t)r * T + j;
+            const __m512 d = _mm512_maskz_loadu_ps(k, ds + at), pv = _mm512_maskz_loadu_ps(k, p + at);
+            _mm512_mask_storeu_ps(ds + at, aes_lanes(T - j),
+                                  _mm512_mul_ps(_mm512_mul_ps(vs, pv), _mm512_sub_ps(d, vd)));
+        }
+    }
+}
+
+/* The two right-hand operands of a head's strips: xt^T at buf (row stride
+ * att_x86_ld(T)), then the rows of xr together; returns where those are. */
+static float *pack_head(float *buf, const float *xt, const float *xr, size_t ldq, int T, int hs)
+{
+    float *rows = buf + att_x86_ld(hs) * att_x86_ld(T);
+    att_x86_pack_t(buf, xt, ldq, T, hs);
+    att_x86_pack_rows(rows, xr, ldq, T, hs);
+    return rows;
+}
+
+/* One head with the AVX-512 kernels, a strip of ATT_X86_MR query rows at
+ * a time: the strip's scores go to its rows of P, are turned into
+ * probabilities while in L1, and multiply V at once (separate passes
+ * over P read it back from L2 twice). */
+static void head_forward_x86(float *o, size_t ldo, float *p, float *buf, const float *q,
+                             const float *k, const float *v, size_t ldq, int T, int hs,
+                             float scale, int causal)
+{
+    const size_t ldt = att_x86_ld(T), ldh = att_x86_ld(hs);
+    const float *kt = buf, *vr = pack_head(buf, k, v, ldq, T, hs);
+    for (int i0 = 0; i0 < T; i0 += ATT_X86_MR) {
+        const int mr = T - i0 < ATT_X86_MR ? T - i0 : ATT_X86_MR, left = T - i0 - mr;
+        const int n = causal ? i0 + mr : T; /* keys past the strip's last query are masked */
+        float *ps = p + (size_t)i0 * T;
+        att_x86_prefetch(ps + (size_t)mr * T, T, left, T);
+        att_x86_prefetch(q + (size_t)(i0 + mr) * ldq, ldq, left, hs);
+        att_x86_prefetch(o + (size_t)(i0 + mr) * ldo, ldo, left, hs);
+        att_x86_strip(q + (size_t)i0 * ldq, ldq, kt, ldt, ps, T, mr, n, hs, scale, 0);
+        softmax_strip(ps, mr, i0, T, causal);
+        /* O = P V; masked probabilities are exact zeros */
+        att_x86_strip(ps, T, vr, ldh, o + (size_t)i0 * ldo, ldo, mr, hs, n, 1.0f, 0);
+    }
+}
+
+/* The backward of one head with the AVX-512 kernels: per strip of query
+ * rows dP = dO V^T, dS from it in L1, and dQ += dS K; then dV += P^T dO
+ * and dK += dS^T Q, column strips of P and dS that the row pass left in
+ * L2 (P comes from memory: read first by rows, where the prefetchers
+ * follow, its transposed product ran at half speed). */
+static void head_backward_x86(float *dq, float *dk, float *dv, size_t ldq, float *ds, float *buf,
+                              const float *dout, size_t ldo, const float *q, const float *k,
+                              const float *v, const float *p, int T, int hs, float scale,
+                              int causal)
+{
+    const size_t ldt = att_x86_ld(T), ldh = att_x86_ld(hs);
+    const float *vt = buf, *kr = pack_head(buf, v, k, ldq, T, hs);
+    for (int i0 = 0; i0 < T; i0 += ATT_X86_MR) {
+        const int mr = T - i0 < ATT_X86_MR ? T - i0 : ATT_X86_MR, left = T - i0 - mr;
+        const int n = causal ? i0 + mr : T;
+        float *dss = ds + (size_t)i0 * T;
+        const float *ps = p + (size_t)i0 * T;
+        att_x86_prefetch(ps + (size_t)mr * T, T, left, T);
+        att_x86_prefetch(dout + (size_t)(i0 + mr) * ldo, ldo, left, hs);
+        att_x86_prefetch(dq + (size_t)(i0 + mr) * ldq, ldq, left, hs);
+        att_x86_strip(dout + (size_t)i0 * ldo, ldo, vt, ldt, dss, T, mr, n, hs, 1.0f, 0);
+        /* dS = P * (dP - rowsum(dP * P)), times the logit scale so that
+         * the products give dQ and dK directly */
+        ds_strip(dss, ps, mr, i0, T, causal, scale);
+        att_x86_strip(dss, T, kr, ldh, dq + (size_t)i0 * ldq, ldq, mr, hs, n, 1.0f, 1);
+    }
+    att_x86_product(dv, ldq, buf, p, 1, dout, ldo, T, hs, 1, causal);
+    att_x86_product(dk, ldq, buf, ds, 1, q, ldq, T, hs, 1, causal);
+}
+#endif
+
+static int use_kernels = 1;
+
+int attention_set_kernels(int on)
+{
+    const int was = use_kernels;
+    use_kernels = on != 0;
+    return was;
+}
+
+/* Whether this call runs the AVX-512 head kernels. */
+static int own_kernels(void) { return use_kernels && att_x86_available(); }
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                        int causal)
@@ -190,7 +277,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     const int hs = C / NH;
     const int C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    const int nbh = B * NH, vec = row_vec(), own = att_x86_available();
+    const int nbh = B * NH, own = own_kernels();
     const int saved = own ? 0 : aes_blas_serial_begin();
 #pragma omp parallel
     {
@@ -205,19 +292,19 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             const float *v = q + 2 * C;
             float *p = att + (size_t)bh * T * T;
             float *o = out + (size_t)b * T * C + (size_t)h * hs;
-            if (own)
-                att_x86_scores(p, buf, q, C3, k, C3, T, hs, scale, causal);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k,
-                            C3, 0.0f, p, T);
+#ifdef AES_X86
+            if (own) {
+                head_forward_x86(o, C, p, buf, q, k, v, C3, T, hs, scale, causal);
+                continue;
+            }
+#endif
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, p, T);
             for (int t = 0; t < T; t++) /* keys 0..n-1 are visible */
-                softmax_row(p + (size_t)t * T, causal ? t + 1 : T, T, vec);
+                softmax_row(p + (size_t)t * T, causal ? t + 1 : T, T);
             /* O = P V; masked probabilities are exact zeros. */
-            if (own)
-                att_x86_product(o, C, buf, p, 0, v, C3, T, hs, 0, causal);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v,
-                            C3, 0.0f, o, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3,
+                        0.0f, o, C);
         }
         free(buf);
     }
@@ -243,12 +330,12 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
     const int hs = C / NH;
     const int C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    const int nbh = B * NH, vec = row_vec(), own = att_x86_available();
+    const int nbh = B * NH, own = own_kernels();
     const size_t per = attention_scratch_floats(T, C, NH);
     const int saved = own ? 0 : aes_blas_serial_begin();
 #pragma omp parallel
     {
-        float *ds = scratch + (size_t)omp_get_thread_num() * per, *buf = ds + (size_t)T * T;
+        float *ds = scratch + (size_t)omp_get_thread_num() * per; /* then the kernels' buffer */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < nbh; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -257,33 +344,25 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
             float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
             const float *p = att + (size_t)bh * T * T;
             const float *dout_h = dout + (size_t)b * T * C + (size_t)h * hs;
+#ifdef AES_X86
             if (own) {
-                att_x86_scores(ds, buf, dout_h, C, v, C3, T, hs, 1.0f, causal); /* dP = dO V^T */
-                att_x86_product(dv, C3, buf, p, 1, dout_h, C, T, hs, 1, causal); /* dV += P^T dO */
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout_h, C, v,
-                            C3, 0.0f, ds, T);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dout_h,
-                            C, 1.0f, dv, C3);
+                head_backward_x86(dq, dk, dv, C3, ds, ds + (size_t)T * T, dout_h, C, q, k, v, p, T,
+                                  hs, scale, causal);
+                continue;
             }
+#endif
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout_h, C, v, C3,
+                        0.0f, ds, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dout_h, C,
+                        1.0f, dv, C3);
             /* dS = P * (dP - rowsum(dP * P)), times the logit scale so the
              * two products below give dQ and dK directly. */
-            for (int t = 0; t < T; t++) {
-                const float *pr = p + (size_t)t * T;
-                float *dr = ds + (size_t)t * T;
-                const int n = causal ? t + 1 : T;
-                const float fdot = (float)dot_row(dr, pr, n, vec);
-                ds_row(dr, pr, n, T, scale, fdot, vec);
-            }
-            if (own) {
-                att_x86_product(dq, C3, buf, ds, 0, k, C3, T, hs, 1, causal); /* dQ += dS K */
-                att_x86_product(dk, C3, buf, ds, 1, q, C3, T, hs, 1, causal); /* dK += dS^T Q */
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, k,
-                            C3, 1.0f, dq, C3);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, q, C3,
-                            1.0f, dk, C3);
-            }
+            for (int t = 0; t < T; t++)
+                ds_row(ds + (size_t)t * T, p + (size_t)t * T, causal ? t + 1 : T, T, scale);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, k, C3,
+                        1.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, q, C3, 1.0f,
+                        dk, C3);
         }
     }
     if (!own) aes_blas_serial_end(saved);

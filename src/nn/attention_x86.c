@@ -9,11 +9,14 @@
  * time. Here the left operand is read where it lies (a strip of 6 rows
  * of Q, dO, P or dS, or of 6 columns of P or dS for the transposed
  * products), the right operand is either K^T or V^T (packed once per
- * product with 16 x 16 transposes) or rows of V, dO, K or Q, copied
+ * head with 16 x 16 transposes) or rows of V, dO, K or Q, copied
  * together first (at their stride in qkv, 3C floats, a multiple of 1 KB
  * for ViT-B/16, the passes over them fell into a few sets of L1: the
  * backward went from 12.5 to 9.4 ms with the copy), and causal heads skip
- * the blocks above the diagonal, where P and dS are zero.
+ * the blocks above the diagonal, where P and dS are zero. attention.c
+ * calls the row-strip products a strip at a time (att_x86_strip), with
+ * its row operations between them; the transposed ones whole
+ * (att_x86_product).
  *
  * One kernel serves all six products: C[0:6][0:16*nv] (+)= alpha *
  * sum_k A(0:6, k) * b[k][0:16*nv], for b rows of at most 64 floats: 24
@@ -32,15 +35,13 @@
 #include "core/avx512.h"
 #include "nn/nn_internal.h"
 
-enum { AMR = 6, ANV = 4, ANC = 16 * ANV };
-
-static size_t round16(int n) { return ((size_t)n + 15) / 16 * 16; }
+enum { AMR = ATT_X86_MR, ANV = 4, ANC = 16 * ANV };
 
 size_t att_x86_floats(int T, int hs)
 {
-    const size_t prod = (size_t)T * round16(hs) + (size_t)AMR * T,
-                 scores = (size_t)round16(hs) * round16(T);
-    return prod > scores ? prod : scores;
+    /* a head's K^T or V^T, its K or V rows, and att_x86_product's edge
+     * strip (which packs its rows where the first two lay) */
+    return att_x86_ld(hs) * att_x86_ld(T) + (size_t)T * att_x86_ld(hs) + (size_t)AMR * T;
 }
 
 #ifdef AES_X86
@@ -136,23 +137,22 @@ static void strip(int cols, const float *a, size_t lda, const float *b, size_t l
     }
 }
 
-/* The next strip's rows of the output (at most AMR of the `left` rows
- * there, n floats each, row stride ld) towards L1 while this strip
- * computes: the probabilities and the gradients of qkv are written (or
- * added) where the cache has not been for a while, and stores missing at
- * the end of a strip held the next strip's loads. */
-static void prefetch_rows(const float *C, size_t ld, int left, int n)
+/* Used for the next strip's rows of the outputs (probabilities, gradients
+ * of qkv, written or added where the cache has not been for a while:
+ * stores missing at the end of a strip held the next strip's loads) and
+ * of the strided inputs. */
+void att_x86_prefetch(const float *X, size_t ld, int rows, int n)
 {
-    for (int r = 0; r < AMR && r < left; r++)
+    for (int r = 0; r < AMR && r < rows; r++)
         for (int j = 0; j < n; j += 16)
-            _mm_prefetch((const char *)(C + (size_t)r * ld + j), _MM_HINT_T0);
+            _mm_prefetch((const char *)(X + (size_t)r * ld + j), _MM_HINT_T0);
 }
 
-/* bt[d][j] = X[j][d] for d < hs, j < T (row stride round16(T)), 16 x 16
+/* bt[d][j] = X[j][d] for d < hs, j < T (row stride att_x86_ld(T)), 16 x 16
  * at a time. */
-static void pack_t(float *bt, const float *X, size_t ldx, int T, int hs)
+void att_x86_pack_t(float *bt, const float *X, size_t ldx, int T, int hs)
 {
-    const size_t ld = round16(T);
+    const size_t ld = att_x86_ld(T);
     for (int j0 = 0; j0 < T; j0 += 16)
         for (int d0 = 0; d0 < hs; d0 += 16) {
             const __mmask16 md = aes_lanes(hs - d0);
@@ -166,18 +166,19 @@ static void pack_t(float *bt, const float *X, size_t ldx, int T, int hs)
         }
 }
 
-void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
-                    int T, int hs, float alpha, int causal)
+void att_x86_pack_rows(float *bp, const float *X, size_t ldx, int T, int hs)
 {
-    float *bt = buf;
-    pack_t(bt, X, ldx, T, hs);
-    for (int i0 = 0; i0 < T; i0 += AMR) {
-        const int mr = T - i0 < AMR ? T - i0 : AMR;
-        const int n = causal ? i0 + mr : T; /* columns past the strip's last row are masked */
-        prefetch_rows(S + (size_t)(i0 + AMR) * T, T, T - i0 - AMR, T);
-        strip(0, A + (size_t)i0 * lda, lda, bt, round16(T), S + (size_t)i0 * T, T, mr, n, hs,
-              alpha, 0);
-    }
+    const size_t ld = att_x86_ld(hs);
+    for (int k = 0; k < T; k++)
+        for (int d = 0; d < hs; d += 16)
+            _mm512_storeu_ps(bp + (size_t)k * ld + d,
+                             _mm512_maskz_loadu_ps(aes_lanes(hs - d), X + (size_t)k * ldx + d));
+}
+
+void att_x86_strip(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                   int mr, int n, int kc, float alpha, int acc)
+{
+    strip(0, a, lda, b, ldb, c, ldc, mr, n, kc, alpha, acc);
 }
 
 void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
@@ -186,14 +187,10 @@ void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int tran
     /* Bm's rows copied together: at their stride in qkv (3C floats, a
      * multiple of 1 KB for ViT-B/16) every strip's pass over them fell
      * into a few sets of L1 and went back to L2 */
-    const size_t ldp = round16(hs);
     float *bp = buf;
-    buf += (size_t)T * ldp;
-    for (int k = 0; k < T; k++)
-        for (int d = 0; d < hs; d += 16)
-            _mm512_storeu_ps(bp + (size_t)k * ldp + d,
-                             _mm512_maskz_loadu_ps(aes_lanes(hs - d), Bm + (size_t)k * ldb + d));
-    Bm = bp, ldb = ldp;
+    buf += (size_t)T * att_x86_ld(hs);
+    att_x86_pack_rows(bp, Bm, ldb, T, hs);
+    Bm = bp, ldb = att_x86_ld(hs);
     for (int i0 = 0; i0 < T; i0 += AMR) {
         const int mr = T - i0 < AMR ? T - i0 : AMR;
         /* Causal: row i of P is zero past column i, so row i of P Bm sums
@@ -207,7 +204,7 @@ void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int tran
                     buf[(size_t)(k - k0) * AMR + i] = i < mr ? P[(size_t)k * T + i0 + i] : 0.0f;
             a = buf, lda = AMR;
         }
-        prefetch_rows(Cm + (size_t)(i0 + AMR) * ldc, ldc, T - i0 - AMR, hs);
+        att_x86_prefetch(Cm + (size_t)(i0 + AMR) * ldc, ldc, T - i0 - AMR, hs);
         strip(trans, a, lda, Bm + (size_t)k0 * ldb, ldb, Cm + (size_t)i0 * ldc, ldc, mr, hs,
               k1 - k0, 1.0f, acc);
     }
@@ -215,18 +212,8 @@ void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int tran
 
 #pragma GCC pop_options
 
-#else /* no x86-64 with GCC: the BLAS path only */
+#else /* no x86-64 with GCC: attention.c takes the BLAS path */
 
 int att_x86_available(void) { return 0; }
-void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
-                    int T, int hs, float alpha, int causal)
-{
-    AES_CHECK(0 && S && buf && A && lda && X && ldx && T && hs && alpha && causal);
-}
-void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
-                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal)
-{
-    AES_CHECK(0 && Cm && ldc && buf && P && trans && Bm && ldb && T && hs && acc && causal);
-}
 
 #endif

@@ -65,16 +65,25 @@ void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const f
                              int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
 
 /* One attention head's products with AVX-512 kernels (attention_x86.c),
- * where att_x86_available; buf: att_x86_floats(T, hs) floats.
- * att_x86_scores: S[T, T] = alpha * A X^T for A, X [T, hs] (row strides
- * lda, ldx); causal: only the entries on and below the diagonal are
- * meant (others may hold anything). att_x86_product: Cm[T, hs] (+= when
- * acc) = P Bm, or P^T Bm when trans, for P [T, T] (row stride T) and Bm
- * [T, hs]; causal: P is zero above its diagonal. */
+ * where att_x86_available; attention.c runs a head a strip of
+ * ATT_X86_MR rows at a time. Packed operands have row stride
+ * att_x86_ld(their width). att_x86_pack_t: bt[d][j] = X[j][d] (K^T or
+ * V^T); att_x86_pack_rows: the rows of X together. att_x86_strip:
+ * c[0:mr][0:n] (+= when acc) = alpha * a[0:mr][0:kc] b[0:kc][0:n], a read
+ * in place. att_x86_prefetch: the first min(rows, ATT_X86_MR) rows of X
+ * (n floats each) towards L1. att_x86_product: Cm[T, hs] (+= when acc) =
+ * P Bm, or P^T Bm when trans, for P [T, T] (row stride T) and Bm [T, hs];
+ * causal: P is zero above its diagonal. buf: att_x86_floats(T, hs) floats
+ * (the two packed operands, or att_x86_product's own). */
+enum { ATT_X86_MR = 6 };
+static inline size_t att_x86_ld(int n) { return ((size_t)n + 15) / 16 * 16; }
 int att_x86_available(void);
 size_t att_x86_floats(int T, int hs);
-void att_x86_scores(float *S, float *buf, const float *A, size_t lda, const float *X, size_t ldx,
-                    int T, int hs, float alpha, int causal);
+void att_x86_pack_t(float *bt, const float *X, size_t ldx, int T, int hs);
+void att_x86_pack_rows(float *bp, const float *X, size_t ldx, int T, int hs);
+void att_x86_strip(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                   int mr, int n, int kc, float alpha, int acc);
+void att_x86_prefetch(const float *X, size_t ld, int rows, int n);
 void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
                      const float *Bm, size_t ldb, int T, int hs, int acc, int causal);
 

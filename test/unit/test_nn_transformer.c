@@ -20,6 +20,7 @@
 #include "aesnet/core.h"
 #include "aesnet/nn.h"
 #include "check.h"
+#include "core/avx512.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -378,6 +379,31 @@ static double rel_err_f_d(const float *a, const double *b, size_t n)
     return sqrt(num / (den > 0 ? den : 1));
 }
 
+/* own: the AVX-512 kernels (where the CPU has them) or the BLAS path. */
+static void check_attention_shape(int own, int B, int T, int C, int NH, int causal)
+{
+    const char *path = own ? "" : " (BLAS path)";
+    const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    float *qkv = frand(nq, -1.5f, 1.5f), *dout = frand(no, -1, 1), *out = fbuf(no);
+    float *att = fbuf((size_t)B * NH * T * T), *dqkv = fbuf(nq);
+    float *scratch = att_scratch(T, C, NH);
+    double *ro = malloc(sizeof(double) * no), *rd = malloc(sizeof(double) * nq);
+    const int was = attention_set_kernels(own);
+    attention_forward(out, att, qkv, B, T, C, NH, causal);
+    attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH, causal);
+    attention_set_kernels(was);
+    attention_ref(ro, rd, qkv, dout, B, T, C, NH, causal);
+    const double eo = rel_err_f_d(out, ro, no), ed = rel_err_f_d(dqkv, rd, nq);
+    CHECK_MSG(eo <= 1e-5, "attention%s B=%d T=%d C=%d NH=%d causal=%d out vs double: %.3g", path,
+              B, T, C, NH, causal, eo);
+    CHECK_MSG(ed <= 1e-5, "attention%s B=%d T=%d C=%d NH=%d causal=%d dqkv vs double: %.3g",
+              path, B, T, C, NH, causal, ed);
+    if (getenv("TEST_VERBOSE"))
+        printf("  attention%s B=%d T=%d C=%d NH=%d causal=%d: out %.2g dqkv %.2g\n", path, B, T,
+               C, NH, causal, eo, ed);
+    free(qkv), free(dout), free(out), free(att), free(dqkv), free(scratch), free(ro), free(rd);
+}
+
 static void test_attention_shapes(void)
 {
     const int shapes[][4] = {/* B, T, C, NH */
@@ -385,28 +411,53 @@ static void test_attention_shapes(void)
                              {1, 131, 60, 3},
                              {3, 17, 64, 1},
                              {2, 1, 32, 2}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int causal = 0; causal < 2; causal++) {
-            const int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], NH = shapes[s][3];
-            const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
-            float *qkv = frand(nq, -1.5f, 1.5f), *dout = frand(no, -1, 1), *out = fbuf(no);
-            float *att = fbuf((size_t)B * NH * T * T), *dqkv = fbuf(nq);
-            float *scratch = att_scratch(T, C, NH);
-            double *ro = malloc(sizeof(double) * no), *rd = malloc(sizeof(double) * nq);
-            attention_forward(out, att, qkv, B, T, C, NH, causal);
-            attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH, causal);
-            attention_ref(ro, rd, qkv, dout, B, T, C, NH, causal);
-            const double eo = rel_err_f_d(out, ro, no), ed = rel_err_f_d(dqkv, rd, nq);
-            CHECK_MSG(eo <= 1e-5, "attention B=%d T=%d C=%d NH=%d causal=%d out vs double: %.3g",
-                      B, T, C, NH, causal, eo);
-            CHECK_MSG(ed <= 1e-5, "attention B=%d T=%d C=%d NH=%d causal=%d dqkv vs double: %.3g",
-                      B, T, C, NH, causal, ed);
-            if (getenv("TEST_VERBOSE"))
-                printf("  attention B=%d T=%d C=%d NH=%d causal=%d: out %.2g dqkv %.2g\n", B, T,
-                       C, NH, causal, eo, ed);
-            free(qkv), free(dout), free(out), free(att), free(dqkv), free(scratch), free(ro),
-                free(rd);
+    for (int own = 1; own >= 0; own--)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int causal = 0; causal < 2; causal++)
+                check_attention_shape(own, shapes[s][0], shapes[s][1], shapes[s][2],
+                                      shapes[s][3], causal);
+}
+
+#ifdef AES_X86
+__attribute__((target("avx512f"))) static void exp16(float *y, const float *x)
+{
+    _mm512_storeu_ps(y, aes_exp_ps(_mm512_loadu_ps(x)));
+}
+#endif
+
+/* aes_exp_ps (the softmax of attention's AVX-512 path) against double exp:
+ * relative error on a fine grid of [-103, 88.5] (results above the
+ * smallest normal float), and the ends: 0 at -104 and below, inf above
+ * 89, NaN kept, exp(0) = 1 exactly. */
+static void test_exp(void)
+{
+#ifdef AES_X86
+    if (!aes_avx512()) return;
+    double worst = 0.0;
+    for (int i = 0; i < 191500; i += 16) {
+        float x[16], y[16];
+        for (int l = 0; l < 16; l++) x[l] = -103.0f + 0.001f * (float)(i + l) + 1e-5f * (float)l;
+        exp16(y, x);
+        for (int l = 0; l < 16; l++) {
+            const double ref = exp((double)x[l]);
+            if (ref < 1.1754944e-38 || ref > 3.4e38) continue;
+            const double e = fabs(y[l] - ref) / ref;
+            if (e > worst) worst = e;
         }
+    }
+    CHECK_MSG(worst < 3e-7, "aes_exp_ps relative error %.3g over [-103, 88.5]", worst);
+    const float x[16] = {0.0f, -104.0f, -150.0f, -1e30f, -INFINITY, 89.5f, 1e30f, INFINITY,
+                         NAN,  -1.0f,   1.0f,    -87.0f, 10.0f,     -20.0f, 88.0f, -0.5f};
+    float y[16];
+    exp16(y, x);
+    CHECK_MSG(y[0] == 1.0f, "aes_exp_ps(0) = %.9g", y[0]);
+    for (int l = 1; l < 5; l++) CHECK_MSG(y[l] == 0.0f, "aes_exp_ps(%g) = %g", x[l], y[l]);
+    for (int l = 5; l < 8; l++) CHECK_MSG(isinf(y[l]) && y[l] > 0, "aes_exp_ps(%g) = %g", x[l], y[l]);
+    CHECK_MSG(isnan(y[8]), "aes_exp_ps(NaN) = %g", y[8]);
+    for (int l = 9; l < 16; l++)
+        CHECK_MSG(fabs(y[l] - exp((double)x[l])) <= 3e-7 * exp((double)x[l]), "aes_exp_ps(%g) = %.9g",
+                  x[l], y[l]);
+#endif
 }
 
 /* Perturbing token t0 (its q, k and v) must leave every earlier output row
@@ -682,6 +733,7 @@ int main(void)
     test_gelu();
     test_attention(0);
     test_attention(1);
+    test_exp();
     test_attention_shapes();
     test_causal_future();
     test_embedding();
