@@ -119,7 +119,8 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                         const float *att, int B, int T, int C, int NH, int causal);
 /* 1 (the default): attention's AVX-512 kernels where the CPU has them; 0:
  * sgemm calls and scalar row loops, the path of CPUs without AVX-512 (for
- * tests). Returns the previous setting. */
+ * tests; not to be called while another thread runs attention). Returns
+ * the previous setting. */
 int attention_set_kernels(int on);
 
 /* ---- token + position embedding: out [B, T, C] = wte[tok] + wpe[t]. */

@@ -108,6 +108,10 @@ static void ds_row(float *dr, const float *pr, int n, int T, float scale)
 #define TARGET __attribute__((target("avx512f")))
 #define MR ATT_X86_MR
 
+/* Where row r of a strip starts (rows past mr, whose loads are all
+ * masked off, point at row 0 rather than past the end of the array). */
+static inline size_t row_at(int r, int mr, int T) { return (size_t)(r < mr ? r : 0) * T; }
+
 /* n[r]: how many keys row r of the strip from query i0 sees (0 past
  * mr); returns the most of them. */
 static inline int visible(int n[MR], int mr, int i0, int T, int causal)
@@ -120,8 +124,9 @@ static inline int visible(int n[MR], int mr, int i0, int T, int causal)
  * i0: the visible keys' probabilities, zeros past them. The rows go
  * side by side, 16 lanes of each in turn: one row alone was a chain of
  * dependent maxima and sums (a third of a ViT-B/16 head's forward, as
- * long as either of its products). Each row sums its lanes in double in
- * j order and adds them up the same way on any strip height. */
+ * long as either of its products). Each row sums its exponentials in 16
+ * float lanes in j order (the scalar path sums in double) and adds the
+ * lanes up the same way on any strip height. */
 TARGET static void softmax_strip(float *p, int mr, int i0, int T, int causal)
 {
     int n[MR];
@@ -134,7 +139,7 @@ TARGET static void softmax_strip(float *p, int mr, int i0, int T, int causal)
         for (int r = 0; r < MR; r++) {
             const __mmask16 k = aes_lanes(n[r] - j);
             mx[r] = _mm512_mask_max_ps(mx[r], k, mx[r],
-                                       _mm512_maskz_loadu_ps(k, p + (size_t)r * T + j));
+                                       _mm512_maskz_loadu_ps(k, p + row_at(r, mr, T) + j));
         }
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
@@ -142,7 +147,7 @@ TARGET static void softmax_strip(float *p, int mr, int i0, int T, int causal)
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             const __mmask16 k = aes_lanes(n[r] - j);
-            float *pr = p + (size_t)r * T + j;
+            float *pr = p + row_at(r, mr, T) + j;
             const __m512 e = _mm512_maskz_mov_ps(
                 k, aes_exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, pr), mx[r])));
             _mm512_mask_storeu_ps(pr, k, e);
@@ -160,8 +165,9 @@ TARGET static void softmax_strip(float *p, int mr, int i0, int T, int causal)
     }
 }
 
-/* ds_row for the mr <= MR rows of a strip (dS and P row stride T), side by
- * side as in softmax_strip. */
+/* What ds_row does, for the mr <= MR rows of a strip (dS and P row stride
+ * T), side by side as in softmax_strip, the row dot product in 16 float
+ * lanes. */
 TARGET static void ds_strip(float *ds, const float *p, int mr, int i0, int T, int causal,
                             float scale)
 {
@@ -174,7 +180,7 @@ TARGET static void ds_strip(float *ds, const float *p, int mr, int i0, int T, in
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             const __mmask16 k = aes_lanes(n[r] - j);
-            const size_t at = (size_t)r * T + j;
+            const size_t at = row_at(r, mr, T) + j;
             sd[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, ds + at),
                                     _mm512_maskz_loadu_ps(k, p + at), sd[r]);
         }
@@ -186,7 +192,8 @@ TARGET static void ds_strip(float *ds, const float *p, int mr, int i0, int T, in
         for (int j = 0; j < T; j += 16) {
             const __mmask16 k = aes_lanes(n[r] - j);
             const size_t at = (size_t)r * T + j;
-            const __m512 d = _mm512_maskz_loadu_ps(k, ds + at), pv = _mm512_maskz_loadu_ps(k, p + at);
+            const __m512 d = _mm512_maskz_loadu_ps(k, ds + at);
+            const __m512 pv = _mm512_maskz_loadu_ps(k, p + at);
             _mm512_mask_storeu_ps(ds + at, aes_lanes(T - j),
                                   _mm512_mul_ps(_mm512_mul_ps(vs, pv), _mm512_sub_ps(d, vd)));
         }

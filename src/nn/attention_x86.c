@@ -39,9 +39,10 @@ enum { AMR = ATT_X86_MR, ANV = 4, ANC = 16 * ANV };
 
 size_t att_x86_floats(int T, int hs)
 {
-    /* a head's K^T or V^T, its K or V rows, and att_x86_product's edge
-     * strip (which packs its rows where the first two lay) */
-    return att_x86_ld(hs) * att_x86_ld(T) + (size_t)T * att_x86_ld(hs) + (size_t)AMR * T;
+    /* a head's K^T or V^T, then its K or V rows; att_x86_product puts its
+     * packed rows and its edge strip (AMR * T floats, less than the
+     * 16 * T of the first part) in the same space */
+    return att_x86_ld(hs) * att_x86_ld(T) + (size_t)T * att_x86_ld(hs);
 }
 
 #ifdef AES_X86

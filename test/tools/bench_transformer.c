@@ -20,6 +20,9 @@
  *               kernels (or one-thread sgemm calls without AVX-512);
  *   blas-heads  heads one after another, OpenBLAS threading each sgemm;
  *   omp-loops   heads over OpenMP, the products as plain C loops.
+ * Causal heads are credited with their T (T + 1) / 2 pairs on all three,
+ * though the last two compute all T^2: their GFLOP/s are rates of useful
+ * work.
  *
  * OpenBLAS 0.3.21 takes this CPU for Prescott (SSE3 kernels) unless
  * OPENBLAS_CORETYPE=SkylakeX is set; the core it uses is printed.

@@ -452,11 +452,12 @@ static void test_exp(void)
     exp16(y, x);
     CHECK_MSG(y[0] == 1.0f, "aes_exp_ps(0) = %.9g", y[0]);
     for (int l = 1; l < 5; l++) CHECK_MSG(y[l] == 0.0f, "aes_exp_ps(%g) = %g", x[l], y[l]);
-    for (int l = 5; l < 8; l++) CHECK_MSG(isinf(y[l]) && y[l] > 0, "aes_exp_ps(%g) = %g", x[l], y[l]);
+    for (int l = 5; l < 8; l++)
+        CHECK_MSG(isinf(y[l]) && y[l] > 0, "aes_exp_ps(%g) = %g", x[l], y[l]);
     CHECK_MSG(isnan(y[8]), "aes_exp_ps(NaN) = %g", y[8]);
     for (int l = 9; l < 16; l++)
-        CHECK_MSG(fabs(y[l] - exp((double)x[l])) <= 3e-7 * exp((double)x[l]), "aes_exp_ps(%g) = %.9g",
-                  x[l], y[l]);
+        CHECK_MSG(fabs(y[l] - exp((double)x[l])) <= 3e-7 * exp((double)x[l]),
+                  "aes_exp_ps(%g) = %.9g", x[l], y[l]);
 #endif
 }
 
