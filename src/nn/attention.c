@@ -260,8 +260,8 @@ static void head_backward_x86(float *dq, float *dk, float *dv, size_t ldq, float
         ds_strip(dss, ps, mr, i0, T, causal, scale);
         att_x86_strip(dss, T, kr, ldh, dq + (size_t)i0 * ldq, ldq, mr, hs, n, 1.0f, 1);
     }
-    att_x86_product(dv, ldq, buf, p, 1, dout, ldo, T, hs, 1, causal);
-    att_x86_product(dk, ldq, buf, ds, 1, q, ldq, T, hs, 1, causal);
+    att_x86_add_t(dv, ldq, buf, p, dout, ldo, T, hs, causal);
+    att_x86_add_t(dk, ldq, buf, ds, q, ldq, T, hs, causal);
 }
 #endif
 

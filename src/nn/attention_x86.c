@@ -16,7 +16,7 @@
  * the blocks above the diagonal, where P and dS are zero. attention.c
  * calls the row-strip products a strip at a time (att_x86_strip), with
  * its row operations between them; the transposed ones whole
- * (att_x86_product).
+ * (att_x86_add_t).
  *
  * One kernel serves all six products: C[0:6][0:16*nv] (+)= alpha *
  * sum_k A(0:6, k) * b[k][0:16*nv], for b rows of at most 64 floats: 24
@@ -28,9 +28,6 @@
  *
  * Measured: attention.c.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "aesnet/core.h"
 #include "core/avx512.h"
 #include "nn/nn_internal.h"
@@ -39,7 +36,7 @@ enum { AMR = ATT_X86_MR, ANV = 4, ANC = 16 * ANV };
 
 size_t att_x86_floats(int T, int hs)
 {
-    /* a head's K^T or V^T, then its K or V rows; att_x86_product puts its
+    /* a head's K^T or V^T, then its K or V rows; att_x86_add_t puts its
      * packed rows and its edge strip (AMR * T floats, less than the
      * 16 * T of the first part) in the same space */
     return att_x86_ld(hs) * att_x86_ld(T) + (size_t)T * att_x86_ld(hs);
@@ -182,8 +179,8 @@ void att_x86_strip(const float *a, size_t lda, const float *b, size_t ldb, float
     strip(0, a, lda, b, ldb, c, ldc, mr, n, kc, alpha, acc);
 }
 
-void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
-                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal)
+void att_x86_add_t(float *Cm, size_t ldc, float *buf, const float *P, const float *Bm,
+                   size_t ldb, int T, int hs, int causal)
 {
     /* Bm's rows copied together: at their stride in qkv (3C floats, a
      * multiple of 1 KB for ViT-B/16) every strip's pass over them fell
@@ -192,22 +189,22 @@ void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int tran
     buf += (size_t)T * att_x86_ld(hs);
     att_x86_pack_rows(bp, Bm, ldb, T, hs);
     Bm = bp, ldb = att_x86_ld(hs);
-    for (int i0 = 0; i0 < T; i0 += AMR) {
-        const int mr = T - i0 < AMR ? T - i0 : AMR;
-        /* Causal: row i of P is zero past column i, so row i of P Bm sums
-         * k <= i, and row j of P^T Bm sums k >= j. */
-        const int k0 = causal && trans ? i0 : 0, k1 = causal && !trans ? i0 + mr : T;
-        const float *a = trans ? P + (size_t)k0 * T + i0 : P + (size_t)i0 * T + k0;
+    for (int j0 = 0; j0 < T; j0 += AMR) {
+        const int mr = T - j0 < AMR ? T - j0 : AMR;
+        /* row j of P^T Bm sums over the rows k of P, only k >= j when P
+         * is zero above its diagonal (causal) */
+        const int k0 = causal ? j0 : 0;
+        const float *a = P + (size_t)k0 * T + j0;
         size_t lda = (size_t)T;
-        if (trans && mr < AMR) { /* the last strip: AMR columns would run past P */
-            for (int k = k0; k < k1; k++)
+        if (mr < AMR) { /* the last strip: AMR columns would run past P */
+            for (int k = k0; k < T; k++)
                 for (int i = 0; i < AMR; i++)
-                    buf[(size_t)(k - k0) * AMR + i] = i < mr ? P[(size_t)k * T + i0 + i] : 0.0f;
+                    buf[(size_t)(k - k0) * AMR + i] = i < mr ? P[(size_t)k * T + j0 + i] : 0.0f;
             a = buf, lda = AMR;
         }
-        att_x86_prefetch(Cm + (size_t)(i0 + AMR) * ldc, ldc, T - i0 - AMR, hs);
-        strip(trans, a, lda, Bm + (size_t)k0 * ldb, ldb, Cm + (size_t)i0 * ldc, ldc, mr, hs,
-              k1 - k0, 1.0f, acc);
+        att_x86_prefetch(Cm + (size_t)(j0 + AMR) * ldc, ldc, T - j0 - AMR, hs);
+        strip(1, a, lda, Bm + (size_t)k0 * ldb, ldb, Cm + (size_t)j0 * ldc, ldc, mr, hs, T - k0,
+              1.0f, 1);
     }
 }
 

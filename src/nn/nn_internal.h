@@ -71,10 +71,10 @@ void conv_direct_weight_grad(float *dw, float *scratch, const float *dy, const f
  * V^T); att_x86_pack_rows: the rows of X together. att_x86_strip:
  * c[0:mr][0:n] (+= when acc) = alpha * a[0:mr][0:kc] b[0:kc][0:n], a read
  * in place. att_x86_prefetch: the first min(rows, ATT_X86_MR) rows of X
- * (n floats each) towards L1. att_x86_product: Cm[T, hs] (+= when acc) =
- * P Bm, or P^T Bm when trans, for P [T, T] (row stride T) and Bm [T, hs];
- * causal: P is zero above its diagonal. buf: att_x86_floats(T, hs) floats
- * (the two packed operands, or att_x86_product's own). */
+ * (n floats each) towards L1. att_x86_add_t: Cm[T, hs] += P^T Bm for P
+ * [T, T] (row stride T) and Bm [T, hs]; causal: P is zero above its
+ * diagonal. buf: att_x86_floats(T, hs) floats (the two packed operands,
+ * or att_x86_add_t's own). */
 enum { ATT_X86_MR = 6 };
 static inline size_t att_x86_ld(int n) { return ((size_t)n + 15) / 16 * 16; }
 int att_x86_available(void);
@@ -84,7 +84,7 @@ void att_x86_pack_rows(float *bp, const float *X, size_t ldx, int T, int hs);
 void att_x86_strip(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
                    int mr, int n, int kc, float alpha, int acc);
 void att_x86_prefetch(const float *X, size_t ld, int rows, int n);
-void att_x86_product(float *Cm, size_t ldc, float *buf, const float *P, int trans,
-                     const float *Bm, size_t ldb, int T, int hs, int acc, int causal);
+void att_x86_add_t(float *Cm, size_t ldc, float *buf, const float *P, const float *Bm,
+                   size_t ldb, int T, int hs, int causal);
 
 #endif
