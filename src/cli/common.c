@@ -10,6 +10,7 @@
 
 #include "aesnet/config.h"
 #include "aesnet/core.h"
+#include "aesnet/h5.h"
 #include "cli/cli.h"
 
 static int mpi_size(void)
@@ -39,6 +40,9 @@ static void fatal_hook(aes_err_kind kind, const char *file, int line, const char
          * rank 0 speaks, everyone exits cleanly. */
         if (aes_rank() <= 0) fprintf(stderr, "aesnet: error: %s\n", msg);
         fflush(NULL);
+        /* MPI_Finalize ends HDF5 too: hold its lock so that no loader
+         * thread is inside the library, or enters it, meanwhile. */
+        aes_h5_lock();
         if (size > 0) MPI_Finalize();
         /* _exit: HDF5's exit handler would try to flush files that just
          * failed to write (and were unlinked) and crash on the way out. */

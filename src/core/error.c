@@ -66,9 +66,24 @@ void aes_tmpfile_unlink_all(void)
     }
 }
 
+/* The thread taking the process down; the first to fail wins. */
+static pthread_t g_dying;
+static int g_dying_set, g_dying_code;
+
 void aes_fatal(aes_err_kind kind, const char *file, int line, const char *func,
                const char *fmt, ...)
 {
+    if (__atomic_exchange_n(&g_dying_set, 1, __ATOMIC_ACQ_REL)) {
+        /* Failing again on the way out (MPI_Finalize closing HDF5 under a
+         * loader thread, say): the first error is the one to report, and
+         * its thread ends the process. A second report would change the
+         * exit code and bury the cause. */
+        if (!pthread_equal(g_dying, pthread_self()))
+            for (;;) pause();
+        _exit(g_dying_code);
+    }
+    g_dying = pthread_self();
+    g_dying_code = kind == AES_ERR_USER ? 1 : 2;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

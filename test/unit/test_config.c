@@ -3,17 +3,21 @@
  * messages for bad input (each case runs in a forked child, since a user
  * error exits the process), overrides of every type, the text round trip
  * (exact floats, escaped strings, 64-bit integers), diffs, the resumable
- * keys, and configs/README.md carrying the current key documentation.
+ * keys, configs/README.md carrying the current key documentation, and a
+ * second failure while the first takes the process down (not reported).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "aesnet/config.h"
+#include "aesnet/core.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -216,6 +220,48 @@ static void test_defaults(void)
     CHECK(c.augment == 0 && c.crop_scale_min == 1.0 && c.image_size == 64);
     CHECK(c.n_weights == 3 && c.weights[0] == 1.0 && c.weights[1] == 0.5 && c.weights[2] == 2.0);
     CHECK(c.max_walltime == 3600.0);
+}
+
+/* ---- a second failure while the first takes the process down ------------------ */
+
+static void *fail_again(void *arg)
+{
+    (void)arg;
+    aes_internal_error("second failure, on another thread");
+    return NULL;
+}
+
+/* The hook of the first error: another thread fails (in the product, a loader
+ * thread when MPI_Finalize ends HDF5 under it), and the first error's exit
+ * has to wait for it; or this thread fails again inside the hook. */
+static void slow_hook(aes_err_kind kind, const char *file, int line, const char *func,
+                      const char *msg)
+{
+    (void)file, (void)line, (void)func, (void)msg;
+    static int calls;
+    if (kind != AES_ERR_USER || calls++) return;
+    if (getenv("AESNET_TEST_SAME_THREAD")) aes_internal_error("second failure, same thread");
+    pthread_t th;
+    pthread_create(&th, NULL, fail_again, NULL);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void first_error(const void *arg)
+{
+    if (arg) setenv("AESNET_TEST_SAME_THREAD", "1", 1);
+    aes_set_fatal_hook(slow_hook);
+    aes_user_error("first failure");
+}
+
+static void test_second_failure(void)
+{
+    /* One line, the first error's, and its exit code. */
+    outcome o = in_child(first_error, NULL);
+    CHECK_MSG(o.status == 1 && strcmp(o.err, "aesnet: error: first failure\n") == 0,
+              "status %d, stderr '%s'", o.status, o.err);
+    o = in_child(first_error, "same thread");
+    CHECK_MSG(o.status == 1 && o.err[0] == 0, "status %d, stderr '%s'", o.status, o.err);
 }
 
 static void test_file_errors(void)
@@ -683,6 +729,7 @@ int main(void)
     }
     test_defaults();
     test_file_errors();
+    test_second_failure();
     test_set();
     test_validate();
     test_shipped_configs();
