@@ -17,6 +17,9 @@
 void aes_h5_init(void); /* silence HDF5's own stack printing; idempotent */
 void aes_h5_lock(void);
 void aes_h5_unlock(void);
+/* The lock, waiting at most this long (0 if taken, -1 if not): for the way
+ * out, where its holder may be a thread that will never let it go. */
+int aes_h5_lock_within(double seconds);
 /* HDF5's innermost error message for the last failure (thread-local copy). */
 const char *aes_h5_errmsg(void);
 /* For a failed write: the system's reason inside HDF5's message ("No space

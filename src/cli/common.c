@@ -41,8 +41,9 @@ static void fatal_hook(aes_err_kind kind, const char *file, int line, const char
         if (aes_rank() <= 0) fprintf(stderr, "aesnet: error: %s\n", msg);
         fflush(NULL);
         /* MPI_Finalize ends HDF5 too: hold its lock so that no loader
-         * thread is inside the library, or enters it, meanwhile. */
-        aes_h5_lock();
+         * thread is inside the library, or enters it, meanwhile (unless
+         * a thread that failed too holds it, parked in aes_fatal). */
+        aes_h5_lock_within(2.0);
         if (size > 0) MPI_Finalize();
         /* _exit: HDF5's exit handler would try to flush files that just
          * failed to write (and were unlinked) and crash on the way out. */

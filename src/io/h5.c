@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static pthread_mutex_t g_lock;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -29,6 +30,17 @@ void aes_h5_lock(void)
 {
     aes_h5_init();
     pthread_mutex_lock(&g_lock);
+}
+
+int aes_h5_lock_within(double seconds)
+{
+    aes_h5_init();
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    long long ns = (long long)t.tv_nsec + (long long)(seconds * 1e9);
+    t.tv_sec += (time_t)(ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    return pthread_mutex_timedlock(&g_lock, &t) == 0 ? 0 : -1;
 }
 
 void aes_h5_unlock(void) { pthread_mutex_unlock(&g_lock); }

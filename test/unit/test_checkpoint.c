@@ -5,11 +5,13 @@
  * one-line message for each kind of bad input (run in a forked child that
  * exits through the default fatal path); and a write that hits a file size
  * limit, which must leave the previous checkpoint and `latest` untouched.
+ * Also the HDF5 lock's bounded wait, which the way out of a failure uses.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "aesnet/checkpoint.h"
@@ -522,6 +525,49 @@ static void rm_rf(const char *path)
     }
 }
 
+/* ---- the HDF5 lock's bounded wait ---------------------------------------- */
+
+static void *hold_lock(void *arg)
+{
+    aes_h5_lock();
+    pthread_mutex_lock(arg); /* until the main thread lets go of it */
+    pthread_mutex_unlock(arg);
+    aes_h5_unlock();
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void test_lock_within(void)
+{
+    /* Free, or already this thread's (the lock is recursive): at once. */
+    CHECK(aes_h5_lock_within(0.0) == 0 && aes_h5_lock_within(0.0) == 0);
+    aes_h5_unlock();
+    aes_h5_unlock();
+    /* Held by another thread: gives up after the time asked for. */
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&gate);
+    pthread_t th;
+    pthread_create(&th, NULL, hold_lock, &gate);
+    while (aes_h5_lock_within(0.0) == 0) { /* until the thread has it */
+        aes_h5_unlock();
+        sched_yield();
+    }
+    double t0 = now_s();
+    int rc = aes_h5_lock_within(0.3);
+    double waited = now_s() - t0;
+    CHECK_MSG(rc == -1 && waited >= 0.29 && waited < 5.0, "rc %d after %.3f s", rc, waited);
+    pthread_mutex_unlock(&gate);
+    pthread_join(th, NULL);
+    CHECK(aes_h5_lock_within(1.5) == 0);
+    aes_h5_unlock();
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -535,6 +581,7 @@ int main(void)
     test_find_latest();
     test_bad_input();
     test_disk_full();
+    test_lock_within();
     if (!check_failed)
         rm_rf(g_root);
     else
