@@ -224,9 +224,12 @@ static void test_defaults(void)
 
 /* ---- a second failure while the first takes the process down ------------------ */
 
+static int g_failing_again;
+
 static void *fail_again(void *arg)
 {
     (void)arg;
+    __atomic_store_n(&g_failing_again, 1, __ATOMIC_RELEASE);
     aes_internal_error("second failure, on another thread");
     return NULL;
 }
@@ -243,7 +246,9 @@ static void slow_hook(aes_err_kind kind, const char *file, int line, const char 
     if (getenv("AESNET_TEST_SAME_THREAD")) aes_internal_error("second failure, same thread");
     pthread_t th;
     pthread_create(&th, NULL, fail_again, NULL);
-    struct timespec ts = {0, 300 * 1000 * 1000};
+    struct timespec ts = {0, 1000 * 1000};
+    while (!__atomic_load_n(&g_failing_again, __ATOMIC_ACQUIRE)) nanosleep(&ts, NULL);
+    ts.tv_nsec = 300 * 1000 * 1000; /* for it to get through aes_fatal, if it could */
     nanosleep(&ts, NULL);
 }
 
