@@ -66,23 +66,24 @@ void aes_tmpfile_unlink_all(void)
     }
 }
 
-/* The thread taking the process down; the first to fail wins. */
-static pthread_t g_dying;
-static int g_dying_set, g_dying_code;
+/* Whether a thread is taking the process down (the first to fail), its
+ * exit code, and whether it is this thread. */
+static int g_dying, g_dying_code;
+static _Thread_local int t_dying;
 
 void aes_fatal(aes_err_kind kind, const char *file, int line, const char *func,
                const char *fmt, ...)
 {
-    if (__atomic_exchange_n(&g_dying_set, 1, __ATOMIC_ACQ_REL)) {
+    if (__atomic_exchange_n(&g_dying, 1, __ATOMIC_ACQ_REL)) {
         /* Failing again on the way out (MPI_Finalize closing HDF5 under a
          * loader thread, say): the first error is the one to report, and
          * its thread ends the process. A second report would change the
          * exit code and bury the cause. */
-        if (!pthread_equal(g_dying, pthread_self()))
+        if (!t_dying)
             for (;;) pause();
         _exit(g_dying_code);
     }
-    g_dying = pthread_self();
+    t_dying = 1;
     g_dying_code = kind == AES_ERR_USER ? 1 : 2;
     char msg[1024];
     va_list ap;

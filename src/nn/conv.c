@@ -250,10 +250,6 @@ static void valid_range(int OW, int W, int kw, int stride, int pad, int *lo, int
  * per kw (figures at the top of the file). */
 enum { IM2COL_S2_MAX_W = 4096 };
 
-/* floor(off / 2), for negative offsets too: input column 2*ow + off is
- * column ow + floor_half(off) of the half row of parity off - 2*floor_half(off). */
-static int floor_half(int off) { return off >= 0 ? off / 2 : -((1 - off) / 2); }
-
 static void im2col_s2(float *col, const float *inp, const conv_shape *s, int oh0, int oh1)
 {
     const int H = s->H, W = s->W, OW = s->OW, KH = s->KH, KW = s->KW, pad = s->pad;
@@ -278,7 +274,7 @@ static void im2col_s2(float *col, const float *inp, const conv_shape *s, int oh0
                 for (int kw = 0; kw < KW; kw++) {
                     float *dst = base + kw * pb + at;
                     const int off = kw - pad;           /* input column 2*ow + off */
-                    const int q = floor_half(off);
+                    const int q = nn_floor_div(off, 2);
                     const float *h = half[off - 2 * q]; /* off - 2q is 0 or 1 */
                     const int a = lo[kw], b = hi[kw];
                     if (a >= b) {
@@ -350,7 +346,7 @@ static void col2im_s2(float *dinp, const float *dcol, const conv_shape *s, int o
     for (int kw = 0; kw < KW; kw++) {
         valid_range(OW, W, kw, 2, pad, &lo[kw], &hi[kw]);
         const int off = kw - pad; /* input column 2*ow + off = 2*(ow + q) + par */
-        q[kw] = floor_half(off);
+        q[kw] = nn_floor_div(off, 2);
         par[kw] = off - 2 * q[kw];
     }
     for (int c = 0; c < s->C; c++) {

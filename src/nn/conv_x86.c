@@ -300,8 +300,6 @@ typedef struct {
     __mmask16 m, ma, mb; /* the lanes; stride 2: the two loads' masks */
 } tap_load;
 
-static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 typedef struct {
     int start[NV + 1];
     tap_load e[NR]; /* at most one per run, and a run has a lane at least */
@@ -319,7 +317,8 @@ static void plan_tap(tap_load *e, int *start, const geom *g, const panel_map *pm
             if (ih < 0 || ih >= g->H) continue;
             /* lane l reads input column base + stride*l */
             const int st = g->stride, base = st * (r->ow0 - r->lo) - g->pad + kw;
-            const int l0 = -floor_div(base, st), l1 = floor_div(g->W - 1 - base, st) + 1;
+            const int l0 = -nn_floor_div(base, st);
+            const int l1 = nn_floor_div(g->W - 1 - base, st) + 1;
             const int a = l0 > r->lo ? l0 : r->lo, b = l1 < r->hi ? l1 : r->hi;
             if (a >= b) continue;
             e[n].m = aes_lanes(b) & (__mmask16)~aes_lanes(a);

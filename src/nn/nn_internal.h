@@ -11,6 +11,10 @@
  * inner one), omp_get_max_threads() otherwise. */
 static inline int nn_team(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
+/* floor(a / b) for b > 0 and a of either sign (C's / truncates towards 0):
+ * where the strided convs map an input column to an output lane. */
+static inline int nn_floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
 /* OpenBLAS to one thread while OpenMP threads call it (one thread pool at
  * a time: the two pools spinning on two cores slow each other down).
  * Returns the count to restore, 0 when nothing was changed. Only the
